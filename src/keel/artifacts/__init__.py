@@ -1,0 +1,26 @@
+"""Artifact repositories by URI scheme (local paths now; object stores with the server)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from keel.artifacts.base import ArtifactRepository, safe_relpath
+from keel.artifacts.local import LocalArtifactRepository
+from keel.errors import InvalidParameter
+
+__all__ = ["ArtifactRepository", "LocalArtifactRepository", "get_repository", "safe_relpath"]
+
+
+def get_repository(root_uri: str) -> ArtifactRepository:
+    """The repository for an artifact URI such as a run's ``artifact_uri``.
+
+    >>> type(get_repository("/tmp/x")).__name__
+    'LocalArtifactRepository'
+    """
+    scheme = urlparse(root_uri).scheme
+    if scheme in ("", "file") or len(scheme) == 1:
+        return LocalArtifactRepository(root_uri)
+    raise InvalidParameter(
+        f"Artifact URI {root_uri!r}: the {scheme!r} scheme is not supported by this version "
+        "of Keel (local paths and file:// are)."
+    )

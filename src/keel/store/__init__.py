@@ -1,0 +1,74 @@
+"""Stores behind one URI: a small scheme registry (``open_store``).
+
+>>> store = open_store("sqlite:///:memory:")
+>>> type(store).__name__
+'SqlTrackingStore'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from keel.errors import InvalidParameter
+from keel.store.base import TrackingStore
+from keel.uris import default_artifact_root, resolve_tracking_uri
+
+__all__ = ["TrackingStore", "open_store", "register_scheme"]
+
+StoreFactory = Callable[[str, str], TrackingStore]
+_FACTORIES: dict[str, StoreFactory] = {}
+_CACHE: dict[tuple[str, str], TrackingStore] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def register_scheme(scheme: str, factory: StoreFactory) -> None:
+    """Make ``open_store`` build ``factory(uri, artifact_root)`` for ``scheme://`` URIs."""
+    _FACTORIES[scheme] = factory
+
+
+def _sql_factory(uri: str, artifact_root: str) -> TrackingStore:
+    from keel.store.sql.store import SqlTrackingStore
+
+    return SqlTrackingStore(uri, artifact_root)
+
+
+for _scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+    register_scheme(_scheme, _sql_factory)
+
+
+def open_store(
+    uri: str | None = None, artifact_root: str | None = None, *, cached: bool = True
+) -> TrackingStore:
+    """The store for a tracking URI (resolved as in :mod:`keel.uris`).
+
+    Stores are cached per (URI, artifact root) so every part of a process
+    shares one connection pool and, for SQLite, one writer.
+    """
+    resolved = resolve_tracking_uri(uri)
+    root = artifact_root or default_artifact_root(resolved)
+    scheme = urlparse(resolved).scheme
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        if scheme in ("http", "https"):
+            raise InvalidParameter(
+                f"Tracking URI {resolved!r}: the HTTP store comes with the Keel server, which "
+                "this version does not have yet. Use a SQLite path or postgresql:// URI."
+            )
+        raise InvalidParameter(f"No store for tracking URI {resolved!r}.")
+    if not cached or resolved == "sqlite:///:memory:" or resolved == "sqlite://":
+        return factory(resolved, root)
+    with _CACHE_LOCK:
+        key = (resolved, root)
+        if key not in _CACHE:
+            _CACHE[key] = factory(resolved, root)
+        return _CACHE[key]
+
+
+def clear_store_cache() -> None:
+    """Close every cached store (tests, and processes that change URIs)."""
+    with _CACHE_LOCK:
+        for store in _CACHE.values():
+            store.close()
+        _CACHE.clear()

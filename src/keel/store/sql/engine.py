@@ -1,0 +1,173 @@
+"""Engines for SQLite and PostgreSQL, and every dialect difference in one place.
+
+SQLite is set up the way an embedded, multi-process store needs it:
+
+- WAL journal, so readers never block the writer and a commit costs one append;
+- ``synchronous=NORMAL``: a commit survives a crash of the process; a power loss
+  can lose the last transactions but never corrupts the file (see
+  ``docs/decisions/0002-durability.md``);
+- a 60 s busy timeout and ``BEGIN IMMEDIATE`` for every write, so writers from
+  several processes queue on SQLite's lock instead of failing with
+  "database is locked" when a read transaction tries to upgrade;
+- one writer connection per process guarded by a lock (writes are serialized
+  here rather than contended for), read connections per thread;
+- foreign keys on and ``LIKE`` case-sensitive, as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from keel.errors import InvalidParameter
+
+BUSY_TIMEOUT_S = 60.0
+
+
+def normalize_db_url(url: str) -> str:
+    """Pick the driver Keel ships for each scheme.
+
+    >>> normalize_db_url("postgresql://u@localhost/db")
+    'postgresql+psycopg://u@localhost/db'
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite://", "postgresql+")):
+        return url
+    raise InvalidParameter(
+        f"Unsupported database URI {url!r}. Use sqlite:///path/to/keel.db or "
+        "postgresql://user@host:5432/dbname."
+    )
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """A database opened for Keel: a write path and a read path.
+
+    ``with db.write() as conn:`` runs one transaction that holds the process's
+    writer lock (SQLite) and commits on exit; ``with db.read() as conn:`` runs
+    a read-only unit of work.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalize_db_url(url)
+        self._write_lock = threading.RLock()
+        if self.url.startswith("sqlite"):
+            self._writer = _sqlite_engine(self.url, echo=echo, write=True)
+            self._reader = _sqlite_engine(self.url, echo=echo, write=False)
+        else:
+            try:
+                self._writer = sa.create_engine(
+                    self.url,
+                    echo=echo,
+                    poolclass=QueuePool,
+                    pool_size=4,
+                    max_overflow=8,
+                    pool_pre_ping=True,
+                )
+            except ModuleNotFoundError as exc:  # psycopg missing
+                raise InvalidParameter(
+                    f"PostgreSQL needs the psycopg driver ({exc.name} is not installed). "
+                    "Install it with: pip install 'keel[postgres]'"
+                ) from exc
+            self._reader = self._writer
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that writes (and that migrations run on)."""
+        return self._writer
+
+    @property
+    def dialect_name(self) -> str:
+        return self._writer.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        if self.dialect_name == "sqlite":
+            with self._write_lock, self._writer.begin() as conn:
+                yield conn
+        else:
+            with self._writer.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._reader.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self._writer.dispose()
+        if self._reader is not self._writer:
+            self._reader.dispose()
+
+
+def _sqlite_engine(url: str, *, echo: bool, write: bool) -> Engine:
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = sa.create_engine(
+        url,
+        echo=echo,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+        # The writer is one connection behind a lock; readers get one per thread.
+        poolclass=StaticPool if (write or in_memory) else sa.pool.SingletonThreadPool,
+        **({} if write or in_memory else {"pool_size": 64}),
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module: SQLAlchemy's
+        # "begin" event below decides how each transaction starts.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA case_sensitive_like = ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    update: Sequence[str] = (),
+    where: Any = None,
+) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE/NOTHING on both dialects.
+
+    ``where`` receives the dialect's insert statement and returns a condition
+    over ``table`` and ``stmt.excluded`` restricting which conflicts update.
+    """
+    if not rows:
+        return
+    mod: Any = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
+    stmt = mod.insert(table)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c: stmt.excluded[c] for c in update},
+            where=where(stmt) if where is not None else None,
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    conn.execute(stmt, list(rows))

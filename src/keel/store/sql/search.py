@@ -1,0 +1,361 @@
+"""Search filters and orderings compiled to SQLAlchemy Core over the tracking tables.
+
+Every comparison on a metric, param, tag or dataset is a correlated ``EXISTS``
+(``NOT EXISTS`` for ``IS NULL``) rather than a join: a join would multiply rows
+and would make ``OR`` across different keys wrong, while ``EXISTS`` composes
+with ``AND``/``OR`` like any boolean. Each subquery uses a fresh alias so that it
+never correlates with a table the caller's query happens to join.
+
+The results are the same on SQLite and PostgreSQL:
+
+- ``LIKE`` is case-sensitive on both (the engine turns on ``case_sensitive_like``
+  for SQLite) and uses ``ESCAPE '\\'``; ``ILIKE`` folds ASCII case only;
+- strings sort by code point: PostgreSQL gets ``COLLATE "C"``, SQLite's default
+  ``BINARY`` collation already does that;
+- a metric's NaN is stored as value 0 with ``is_nan`` set, so every metric
+  comparison looks at ``is_nan`` first;
+- integer columns are compared exactly with integers, also beyond 2**53, and a
+  fractional bound is moved to the nearest integer instead of comparing as float.
+
+>>> from keel.search.filter import parse_filter
+>>> cond = run_filter_condition(parse_filter("metrics.acc > 0.9 OR params.lr = '0.1'"))
+>>> stmt = sa.select(schema.runs.c.run_uuid).where(cond).order_by(*run_order_by([]))
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from keel.entities import CONTEXT_TAG
+from keel.search.filter import And, Comparison, Expr
+from keel.search.order import OrderKey
+from keel.store.sql import schema
+
+__all__ = [
+    "experiment_filter_condition",
+    "experiment_order_by",
+    "run_filter_condition",
+    "run_order_by",
+]
+
+Condition = ColumnElement[bool]
+OrderClause = ColumnElement[Any]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+_RUN_ATTRIBUTE_COLUMNS: dict[str, sa.Column[Any]] = {
+    "run_id": schema.runs.c.run_uuid,
+    "run_name": schema.runs.c.name,
+    "status": schema.runs.c.status,
+    "user_id": schema.runs.c.user_id,
+    "artifact_uri": schema.runs.c.artifact_uri,
+    "start_time": schema.runs.c.start_time,
+    "end_time": schema.runs.c.end_time,
+}
+_INTEGER_ATTRIBUTES = frozenset({"start_time", "end_time", "creation_time", "last_update_time"})
+
+_EXPERIMENT_ATTRIBUTE_COLUMNS: dict[str, sa.Column[Any]] = {
+    "name": schema.experiments.c.name,
+    "experiment_id": schema.experiments.c.experiment_id,
+    "creation_time": schema.experiments.c.creation_time,
+    "last_update_time": schema.experiments.c.last_update_time,
+}
+
+# ---------------------------------------------------------------------------
+# Filters
+
+
+def run_filter_condition(expr: Expr | None) -> Condition:
+    """A boolean condition over ``schema.runs`` that holds for the runs ``expr`` selects.
+
+    >>> from keel.search.filter import parse_filter
+    >>> cond = run_filter_condition(parse_filter("tags.team IS NULL"))
+    >>> print(sa.select(schema.runs.c.run_uuid).where(cond))  # doctest: +NORMALIZE_WHITESPACE
+    SELECT runs.run_uuid FROM runs
+    WHERE NOT (EXISTS (SELECT * FROM tags AS tags_1
+    WHERE tags_1.run_uuid = runs.run_uuid AND tags_1.key = :key_1))
+    """
+    if expr is None:
+        return sa.true()
+    return _combine(expr, _run_comparison)
+
+
+def experiment_filter_condition(expr: Expr | None) -> Condition:
+    """A boolean condition over ``schema.experiments`` for an experiments filter.
+
+    >>> from keel.search.filter import parse_filter
+    >>> print(experiment_filter_condition(parse_filter("experiment_id = 'x'", "experiments")))
+    false
+    """
+    if expr is None:
+        return sa.true()
+    return _combine(expr, _experiment_comparison)
+
+
+def _combine(expr: Expr, leaf: Callable[[Comparison], Condition]) -> Condition:
+    if isinstance(expr, Comparison):
+        return leaf(expr)
+    parts = [_combine(clause, leaf) for clause in expr.clauses]
+    return sa.and_(*parts) if isinstance(expr, And) else sa.or_(*parts)
+
+
+def _run_comparison(c: Comparison) -> Condition:
+    runs = schema.runs
+    if c.entity == "metric":
+        return _metric_condition(c)
+    if c.entity == "param":
+        return _keyed_condition(schema.params, "run_uuid", runs.c.run_uuid, c)
+    if c.entity == "tag":
+        return _keyed_condition(schema.tags, "run_uuid", runs.c.run_uuid, c)
+    if c.entity == "dataset":
+        return _dataset_condition(c)
+    if c.entity == "attribute" and c.key in _RUN_ATTRIBUTE_COLUMNS:
+        return _column_condition(_RUN_ATTRIBUTE_COLUMNS[c.key], c)
+    raise ValueError(f"Cannot compile {c!r} for a runs search")
+
+
+def _experiment_comparison(c: Comparison) -> Condition:
+    experiments = schema.experiments
+    if c.entity == "tag":
+        return _keyed_condition(
+            schema.experiment_tags, "experiment_id", experiments.c.experiment_id, c
+        )
+    if c.entity == "attribute" and c.key == "experiment_id":
+        return _experiment_id_condition(c)
+    if c.entity == "attribute" and c.key in _EXPERIMENT_ATTRIBUTE_COLUMNS:
+        return _column_condition(_EXPERIMENT_ATTRIBUTE_COLUMNS[c.key], c)
+    raise ValueError(f"Cannot compile {c!r} for an experiments search")
+
+
+def _metric_condition(c: Comparison) -> Condition:
+    """The run's latest value compared as a float; NaN only satisfies ``!=``."""
+    lm = schema.latest_metrics.alias()
+    assert isinstance(c.value, (int, float)), c
+    value = float(c.value)
+    if c.op == "!=":
+        matches = sa.or_(lm.c.is_nan, lm.c.value != value)
+    else:
+        matches = sa.and_(sa.not_(lm.c.is_nan), _COMPARE[c.op](lm.c.value, value))
+    return sa.exists().where(
+        lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == c.key, matches
+    )
+
+
+def _keyed_condition(
+    table: sa.Table, owner: str, parent: sa.Column[Any], c: Comparison
+) -> Condition:
+    """Params and tags: a missing key satisfies only ``IS NULL``, not even ``!=``."""
+    t = table.alias()
+    same_key = [t.c[owner] == parent, t.c.key == c.key]
+    if c.op == "IS NULL":
+        return ~sa.exists().where(*same_key)
+    if c.op == "IS NOT NULL":
+        return sa.exists().where(*same_key)
+    return sa.exists().where(*same_key, _string_condition(t.c.value, c))
+
+
+def _dataset_condition(c: Comparison) -> Condition:
+    """True when any of the run's dataset inputs matches."""
+    runs = schema.runs
+    if c.key == "context":
+        it = schema.input_tags.alias()
+        return sa.exists().where(
+            it.c.run_uuid == runs.c.run_uuid,
+            it.c.key == CONTEXT_TAG,
+            _string_condition(it.c.value, c),
+        )
+    ri = schema.run_inputs.alias()
+    ds = schema.datasets.alias()
+    return sa.exists().where(
+        ri.c.run_uuid == runs.c.run_uuid,
+        ds.c.dataset_uuid == ri.c.dataset_uuid,
+        _string_condition(ds.c[c.key], c),
+    )
+
+
+def _column_condition(column: sa.Column[Any], c: Comparison) -> Condition:
+    if c.key in _INTEGER_ATTRIBUTES:
+        assert isinstance(c.value, (int, float)), c
+        return _integer_condition(column, c.op, c.value)
+    return _string_condition(column, c)
+
+
+def _string_condition(column: ColumnElement[Any], c: Comparison) -> Condition:
+    value = c.value
+    if c.op in ("IN", "NOT IN"):
+        assert isinstance(value, tuple), c
+        return column.in_(value) if c.op == "IN" else column.not_in(value)
+    assert isinstance(value, str), c
+    if c.op == "LIKE":
+        return column.like(value, escape="\\")
+    if c.op == "ILIKE":
+        return column.ilike(value, escape="\\")
+    result: Condition = _COMPARE[c.op](column, value)
+    return result
+
+
+def _integer_condition(column: ColumnElement[Any], op: str, value: int | float) -> Condition:
+    """``column op value`` exactly, for a BIGINT column that may be NULL.
+
+    A float bound is not compared as float, which would round large integers:
+    ``x < 2.5`` becomes ``x <= 2`` and ``x = 2.5`` is false. A bound outside the
+    64-bit range, which neither database could bind, becomes a constant.
+    """
+    present = column.is_not(None)
+    if isinstance(value, float) and not value.is_integer():
+        if op == "=":
+            return sa.false()
+        if op == "!=":
+            return present
+        op, value = ("<=", math.floor(value)) if op in ("<", "<=") else (">=", math.ceil(value))
+    bound = int(value)
+    if bound > INT64_MAX:
+        return present if op in ("!=", "<", "<=") else sa.false()
+    if bound < INT64_MIN:
+        return present if op in ("!=", ">", ">=") else sa.false()
+    return sa.and_(present, _COMPARE[op](column, bound))
+
+
+def _experiment_id_condition(c: Comparison) -> Condition:
+    """Ids are strings in the API and integers in the table.
+
+    Only an id written the way Keel prints ids (``'3'``, not ``'03'`` or ``'x'``)
+    can equal a row's id; any other string matches nothing, so it never reaches
+    the database as a value it cannot cast.
+    """
+    column = schema.experiments.c.experiment_id
+    values = c.value if isinstance(c.value, tuple) else (c.value,)
+    ids = [int(v) for v in values if isinstance(v, str) and _is_canonical_id(v)]
+    if c.op in ("=", "IN"):
+        return column.in_(ids) if ids else sa.false()
+    return column.not_in(ids) if ids else sa.true()
+
+
+def _is_canonical_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and str(int(text)) == text and int(text) <= INT64_MAX
+
+
+# ---------------------------------------------------------------------------
+# Ordering
+
+
+class _Bytewise(FunctionElement[str]):
+    """A string expression that sorts by code point on every dialect."""
+
+    name = "bytewise"
+    inherit_cache = True
+    type = sa.String()
+
+
+@compiles(_Bytewise)
+def _compile_bytewise(element: _Bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's default BINARY collation already compares UTF-8 bytes.
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Bytewise, "postgresql")
+def _compile_bytewise_postgresql(element: _Bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    # The database's collation (e.g. en_US) would sort case-insensitively-ish.
+    return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+def run_order_by(keys: Sequence[OrderKey]) -> list[OrderClause]:
+    """ORDER BY expressions over ``schema.runs`` for parsed ``order_by`` keys.
+
+    Missing values sort last in both directions. For metrics, NaN sorts after
+    every number (also after +inf) and before missing values, whatever the
+    direction, as in MLflow. ``start_time DESC, run_uuid ASC`` always follow,
+    so the order is total; with no keys that is the whole (default) order.
+
+    >>> from keel.search.order import parse_order_by
+    >>> len(run_order_by(parse_order_by(["metrics.acc DESC"])))
+    4
+    """
+    clauses: list[OrderClause] = []
+    for key in keys:
+        clauses.extend(_run_order_key(key))
+    runs = schema.runs
+    clauses += [runs.c.start_time.desc(), runs.c.run_uuid.asc()]
+    return clauses
+
+
+def experiment_order_by(keys: Sequence[OrderKey]) -> list[OrderClause]:
+    """ORDER BY expressions over ``schema.experiments``.
+
+    With no keys the order is MLflow's default, ``creation_time DESC`` then
+    ``experiment_id ASC``; ``experiment_id ASC`` always ends the list as a
+    tie-breaker. Missing times sort last in both directions.
+
+    >>> len(experiment_order_by([]))
+    5
+    """
+    if not keys:
+        keys = (
+            OrderKey("attribute", "creation_time", ascending=False),
+            OrderKey("attribute", "experiment_id", ascending=True),
+        )
+    clauses: list[OrderClause] = []
+    for key in keys:
+        if key.entity != "attribute" or key.key not in _EXPERIMENT_ATTRIBUTE_COLUMNS:
+            raise ValueError(f"Cannot order experiments by {key!r}")
+        clauses.extend(_ordered(_EXPERIMENT_ATTRIBUTE_COLUMNS[key.key], key.ascending))
+    clauses.append(schema.experiments.c.experiment_id.asc())
+    return clauses
+
+
+def _run_order_key(key: OrderKey) -> list[OrderClause]:
+    runs = schema.runs
+    if key.entity == "metric":
+        return _metric_order(key)
+    if key.entity in ("param", "tag"):
+        table = schema.params if key.entity == "param" else schema.tags
+        t = table.alias()
+        value = (
+            sa.select(t.c.value)
+            .where(t.c.run_uuid == runs.c.run_uuid, t.c.key == key.key)
+            .scalar_subquery()
+        )
+        return _ordered(value, key.ascending)
+    if key.entity == "attribute" and key.key in _RUN_ATTRIBUTE_COLUMNS:
+        return _ordered(_RUN_ATTRIBUTE_COLUMNS[key.key], key.ascending)
+    raise ValueError(f"Cannot order runs by {key!r}")
+
+
+def _metric_order(key: OrderKey) -> list[OrderClause]:
+    lm = schema.latest_metrics.alias()
+    same = (lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == key.key)
+    # 0 = a number, 1 = NaN, 2 = no such metric; always ascending.
+    rank = sa.select(sa.case((lm.c.is_nan, 1), else_=0)).where(*same).scalar_subquery()
+    value = sa.select(lm.c.value).where(*same).scalar_subquery()
+    return [
+        sa.func.coalesce(rank, 2).asc(),
+        value.asc() if key.ascending else value.desc(),
+    ]
+
+
+def _ordered(value: ColumnElement[Any], ascending: bool) -> list[OrderClause]:
+    """NULLs last in both directions (portable, unlike NULLS LAST), strings by code point."""
+    missing_last = sa.case((value.is_(None), 1), else_=0).asc()
+    sortable: ColumnElement[Any] = (
+        _Bytewise(value) if isinstance(value.type, sa.String) else value
+    )
+    return [missing_last, sortable.asc() if ascending else sortable.desc()]

@@ -1,0 +1,791 @@
+"""The tracking store on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL.
+
+Set-based throughout: a page of runs is loaded with one query per table, never
+one query per run; a batch of metrics is one multi-row insert plus one upsert
+of the latest values.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.entities import (
+    RUN_NAME_TAG,
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    LifecycleStage,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from keel.errors import AlreadyExists, InvalidParameter, InvalidState, NotFound
+from keel.search.filter import parse_filter
+from keel.search.order import parse_order_by
+from keel.store import base, validation
+from keel.store.base import TrackingStore, now_ms
+from keel.store.names import generate_run_name
+from keel.store.paging import decode_token, encode_token
+from keel.store.sql import schema as t
+from keel.store.sql.engine import Database, upsert
+from keel.store.sql.migrate import ensure_schema
+from keel.store.sql.search import (
+    experiment_filter_condition,
+    experiment_order_by,
+    run_filter_condition,
+    run_order_by,
+)
+
+_IN_CHUNK = 500  # ids per IN (...) list; well under every driver's parameter limit
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _exp_id_int(experiment_id: str) -> int | None:
+    try:
+        return int(experiment_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def _metric_row(run_id: str, m: Metric) -> dict[str, Any]:
+    is_nan = math.isnan(m.value)
+    return {
+        "run_uuid": run_id,
+        "key": m.key,
+        "step": m.step,
+        "timestamp": m.timestamp,
+        "value": 0.0 if is_nan else float(m.value),
+        "is_nan": is_nan,
+    }
+
+
+def _metric_value(row: Any) -> float:
+    return math.nan if row.is_nan else float(row.value)
+
+
+class SqlTrackingStore(TrackingStore):
+    """Tracking store over a SQLite file or a PostgreSQL database.
+
+    >>> store = SqlTrackingStore("sqlite:///:memory:", artifact_root="/tmp/keel-artifacts")
+    >>> store.get_experiment("0").name
+    'Default'
+    """
+
+    def __init__(self, db_uri: str, artifact_root: str) -> None:
+        self.db_uri = db_uri
+        self.artifact_root = artifact_root.rstrip("/")
+        self._db = Database(db_uri)
+        ensure_schema(self._db)
+        self._ensure_default_experiment()
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def _ensure_default_experiment(self) -> None:
+        with self._db.read() as conn:
+            exists = conn.execute(
+                sa.select(t.experiments.c.experiment_id).where(
+                    t.experiments.c.experiment_id == int(base.DEFAULT_EXPERIMENT_ID)
+                )
+            ).first()
+        if exists:
+            return
+        now = now_ms()
+        with self._db.write() as conn:
+            upsert(
+                conn,
+                t.experiments,
+                [
+                    {
+                        "experiment_id": int(base.DEFAULT_EXPERIMENT_ID),
+                        "name": base.DEFAULT_EXPERIMENT_NAME,
+                        "artifact_location": f"{self.artifact_root}/{base.DEFAULT_EXPERIMENT_ID}",
+                        "lifecycle_stage": LifecycleStage.ACTIVE.value,
+                        "creation_time": now,
+                        "last_update_time": now,
+                    }
+                ],
+                key=["experiment_id"],
+            )
+
+    # -- experiments ---------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Sequence[ExperimentTag] = (),
+    ) -> str:
+        validation.validate_experiment_name(name)
+        for tag in tags:
+            validation.validate_tag(tag, base.MAX_EXPERIMENT_TAG_VALUE_LENGTH)
+        now = now_ms()
+        with self._db.write() as conn:
+            taken = conn.execute(
+                sa.select(t.experiments.c.lifecycle_stage).where(t.experiments.c.name == name)
+            ).first()
+            if taken is not None:
+                hint = (
+                    " It is deleted: restore it with `keel experiments restore` or pick "
+                    "another name."
+                    if taken.lifecycle_stage == LifecycleStage.DELETED.value
+                    else ""
+                )
+                raise AlreadyExists(f"Experiment {name!r} already exists.{hint}")
+            exp_id = conn.execute(
+                sa.insert(t.experiments)
+                .values(
+                    name=name,
+                    artifact_location=artifact_location or "",
+                    lifecycle_stage=LifecycleStage.ACTIVE.value,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .returning(t.experiments.c.experiment_id)
+            ).scalar_one()
+            if not artifact_location:
+                conn.execute(
+                    sa.update(t.experiments)
+                    .where(t.experiments.c.experiment_id == exp_id)
+                    .values(artifact_location=f"{self.artifact_root}/{exp_id}")
+                )
+            if tags:
+                conn.execute(
+                    sa.insert(t.experiment_tags),
+                    [{"experiment_id": exp_id, "key": tg.key, "value": tg.value} for tg in tags],
+                )
+        return str(exp_id)
+
+    def _experiments(self, conn: Connection, where: Any) -> list[Experiment]:
+        rows = conn.execute(sa.select(t.experiments).where(where)).all()
+        return self._with_experiment_tags(conn, rows)
+
+    def _with_experiment_tags(self, conn: Connection, rows: Sequence[Any]) -> list[Experiment]:
+        if not rows:
+            return []
+        tags: dict[int, dict[str, str]] = defaultdict(dict)
+        ids = [r.experiment_id for r in rows]
+        for i in range(0, len(ids), _IN_CHUNK):
+            for tr in conn.execute(
+                sa.select(t.experiment_tags).where(
+                    t.experiment_tags.c.experiment_id.in_(ids[i : i + _IN_CHUNK])
+                )
+            ):
+                tags[tr.experiment_id][tr.key] = tr.value
+        return [
+            Experiment(
+                experiment_id=str(r.experiment_id),
+                name=r.name,
+                artifact_location=r.artifact_location,
+                lifecycle_stage=LifecycleStage(r.lifecycle_stage),
+                tags=dict(tags.get(r.experiment_id, {})),
+                creation_time=r.creation_time,
+                last_update_time=r.last_update_time,
+            )
+            for r in rows
+        ]
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        exp_int = _exp_id_int(experiment_id)
+        if exp_int is not None:
+            with self._db.read() as conn:
+                found = self._experiments(conn, t.experiments.c.experiment_id == exp_int)
+            if found:
+                return found[0]
+        raise NotFound(
+            f"Experiment with id {experiment_id!r} does not exist. "
+            "List experiments with `keel experiments list`."
+        )
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        with self._db.read() as conn:
+            found = self._experiments(conn, t.experiments.c.name == name)
+        return found[0] if found else None
+
+    def search_experiments(
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        validation.validate_max_results(max_results, base.MAX_RESULTS_EXPERIMENTS, "experiments")
+        view_type = ViewType(view_type)
+        condition = experiment_filter_condition(parse_filter(filter_string, "experiments"))
+        ordering = experiment_order_by(parse_order_by(order_by, "experiments"))
+        query_id = f"experiments|{view_type.value}|{filter_string}|{list(order_by or [])}"
+        offset = decode_token(page_token, query_id)
+        stmt = (
+            sa.select(t.experiments)
+            .where(
+                t.experiments.c.lifecycle_stage.in_([s.value for s in view_type.stages()]),
+                condition,
+            )
+            .order_by(*ordering)
+            .limit(max_results + 1)
+            .offset(offset)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(stmt).all()
+            items = self._with_experiment_tags(conn, rows[:max_results])
+        token = encode_token(offset + max_results, query_id) if len(rows) > max_results else None
+        return PagedList(items, token)
+
+    def _set_experiment_stage(self, experiment_id: str, stage: LifecycleStage) -> None:
+        exp = self.get_experiment(experiment_id)
+        if exp.lifecycle_stage == stage:
+            if stage is LifecycleStage.DELETED:
+                raise InvalidState(f"Experiment {experiment_id!r} is already deleted.")
+            raise InvalidState(f"Experiment {experiment_id!r} is not deleted; nothing to restore.")
+        now = now_ms()
+        exp_int = int(exp.experiment_id)
+        with self._db.write() as conn:
+            if stage is LifecycleStage.DELETED:
+                conn.execute(
+                    sa.update(t.runs)
+                    .where(
+                        t.runs.c.experiment_id == exp_int,
+                        t.runs.c.lifecycle_stage == LifecycleStage.ACTIVE.value,
+                    )
+                    .values(lifecycle_stage=LifecycleStage.DELETED.value, deleted_time=now)
+                )
+            else:
+                # Runs deleted together with the experiment come back; runs
+                # deleted on their own before that stay deleted.
+                conn.execute(
+                    sa.update(t.runs)
+                    .where(
+                        t.runs.c.experiment_id == exp_int,
+                        t.runs.c.lifecycle_stage == LifecycleStage.DELETED.value,
+                        t.runs.c.deleted_time >= (exp.last_update_time or 0),
+                    )
+                    .values(lifecycle_stage=LifecycleStage.ACTIVE.value, deleted_time=None)
+                )
+            conn.execute(
+                sa.update(t.experiments)
+                .where(t.experiments.c.experiment_id == exp_int)
+                .values(lifecycle_stage=stage.value, last_update_time=now)
+            )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE)
+
+    def _active_experiment(self, experiment_id: str) -> Experiment:
+        exp = self.get_experiment(experiment_id)
+        if exp.lifecycle_stage is not LifecycleStage.ACTIVE:
+            raise InvalidState(
+                f"Experiment {exp.name!r} (id {experiment_id}) is deleted. Restore it with "
+                f"`keel experiments restore {experiment_id}` first."
+            )
+        return exp
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        validation.validate_experiment_name(new_name)
+        exp = self._active_experiment(experiment_id)
+        with self._db.write() as conn:
+            taken = conn.execute(
+                sa.select(t.experiments.c.experiment_id).where(t.experiments.c.name == new_name)
+            ).first()
+            if taken is not None and str(taken.experiment_id) != exp.experiment_id:
+                raise AlreadyExists(f"Experiment {new_name!r} already exists.")
+            conn.execute(
+                sa.update(t.experiments)
+                .where(t.experiments.c.experiment_id == int(exp.experiment_id))
+                .values(name=new_name, last_update_time=now_ms())
+            )
+
+    def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
+        validation.validate_tag(tag, base.MAX_EXPERIMENT_TAG_VALUE_LENGTH)
+        exp = self._active_experiment(experiment_id)
+        with self._db.write() as conn:
+            upsert(
+                conn,
+                t.experiment_tags,
+                [{"experiment_id": int(exp.experiment_id), "key": tag.key, "value": tag.value}],
+                key=["experiment_id", "key"],
+                update=["value"],
+            )
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        exp = self._active_experiment(experiment_id)
+        with self._db.write() as conn:
+            gone = conn.execute(
+                sa.delete(t.experiment_tags).where(
+                    t.experiment_tags.c.experiment_id == int(exp.experiment_id),
+                    t.experiment_tags.c.key == key,
+                )
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Experiment {exp.name!r} has no tag {key!r}.")
+
+    # -- runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str | None,
+    ) -> Run:
+        exp = self._active_experiment(experiment_id)
+        tag_map = {tg.key: tg.value for tg in tags}
+        name = run_name or tag_map.get(RUN_NAME_TAG) or generate_run_name()
+        validation.validate_run_name(name)
+        tag_map[RUN_NAME_TAG] = name
+        all_tags = [RunTag(k, v) for k, v in tag_map.items()]
+        for tag in all_tags:
+            validation.validate_tag(tag)
+        validation.validate_int64("start_time", start_time)
+        run_id = uuid.uuid4().hex
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id=exp.experiment_id,
+            run_name=name,
+            user_id=user_id,
+            status=RunStatus.RUNNING,
+            start_time=start_time,
+            end_time=None,
+            artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
+            lifecycle_stage=LifecycleStage.ACTIVE,
+        )
+        with self._db.write() as conn:
+            conn.execute(
+                sa.insert(t.runs).values(
+                    run_uuid=run_id,
+                    experiment_id=int(exp.experiment_id),
+                    name=name,
+                    user_id=user_id,
+                    status=info.status.value,
+                    start_time=start_time,
+                    end_time=None,
+                    artifact_uri=info.artifact_uri,
+                    lifecycle_stage=LifecycleStage.ACTIVE.value,
+                )
+            )
+            conn.execute(
+                sa.insert(t.tags),
+                [{"run_uuid": run_id, "key": tg.key, "value": tg.value} for tg in all_tags],
+            )
+        return Run(info=info, data=RunData(tags=dict(tag_map)))
+
+    def _run_infos(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+        out: dict[str, RunInfo] = {}
+        for chunk in _chunks(run_ids):
+            for r in conn.execute(sa.select(t.runs).where(t.runs.c.run_uuid.in_(chunk))):
+                out[r.run_uuid] = RunInfo(
+                    run_id=r.run_uuid,
+                    experiment_id=str(r.experiment_id),
+                    run_name=r.name,
+                    user_id=r.user_id,
+                    status=RunStatus(r.status),
+                    start_time=r.start_time,
+                    end_time=r.end_time,
+                    artifact_uri=r.artifact_uri,
+                    lifecycle_stage=LifecycleStage(r.lifecycle_stage),
+                )
+        return out
+
+    def _load_runs(self, conn: Connection, infos: Sequence[RunInfo]) -> list[Run]:
+        """Attach data and inputs to many runs with one query per table."""
+        ids = [i.run_id for i in infos]
+        metrics: dict[str, dict[str, float]] = defaultdict(dict)
+        params: dict[str, dict[str, str]] = defaultdict(dict)
+        tags: dict[str, dict[str, str]] = defaultdict(dict)
+        inputs: dict[str, list[DatasetInput]] = defaultdict(list)
+        lm = t.latest_metrics
+        for chunk in _chunks(ids):
+            for r in conn.execute(
+                sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
+                    lm.c.run_uuid.in_(chunk)
+                )
+            ):
+                metrics[r.run_uuid][r.key] = _metric_value(r)
+            for table, target in ((t.params, params), (t.tags, tags)):
+                for r in conn.execute(
+                    sa.select(table.c.run_uuid, table.c.key, table.c.value).where(
+                        table.c.run_uuid.in_(chunk)
+                    )
+                ):
+                    target[r.run_uuid][r.key] = r.value
+            self._load_inputs(conn, chunk, inputs)
+        return [
+            Run(
+                info=i,
+                data=RunData(
+                    metrics=metrics.get(i.run_id, {}),
+                    params=params.get(i.run_id, {}),
+                    tags=tags.get(i.run_id, {}),
+                ),
+                inputs=tuple(inputs.get(i.run_id, ())),
+            )
+            for i in infos
+        ]
+
+    def _load_inputs(
+        self, conn: Connection, run_ids: Sequence[str], out: dict[str, list[DatasetInput]]
+    ) -> None:
+        ri, ds, it = t.run_inputs, t.datasets, t.input_tags
+        rows = conn.execute(
+            sa.select(ri.c.run_uuid, ds)
+            .join(ds, ds.c.dataset_uuid == ri.c.dataset_uuid)
+            .where(ri.c.run_uuid.in_(run_ids))
+            .order_by(ri.c.run_uuid, ds.c.name, ds.c.digest)
+        ).all()
+        if not rows:
+            return
+        input_tags: dict[tuple[str, str], list[InputTag]] = defaultdict(list)
+        for r in conn.execute(
+            sa.select(it).where(it.c.run_uuid.in_(run_ids)).order_by(it.c.key)
+        ):
+            input_tags[(r.run_uuid, r.dataset_uuid)].append(InputTag(r.key, r.value))
+        for r in rows:
+            dataset = Dataset(
+                name=r.name,
+                digest=r.digest,
+                source_type=r.source_type,
+                source=r.source,
+                schema=r.schema,
+                profile=r.profile,
+            )
+            tags = tuple(input_tags.get((r.run_uuid, r.dataset_uuid), ()))
+            out[r.run_uuid].append(DatasetInput(dataset=dataset, tags=tags))
+
+    def get_run(self, run_id: str) -> Run:
+        with self._db.read() as conn:
+            infos = self._run_infos(conn, [run_id])
+            if run_id not in infos:
+                raise NotFound(
+                    f"Run {run_id!r} does not exist. Find runs with `keel runs list`."
+                )
+            return self._load_runs(conn, [infos[run_id]])[0]
+
+    def _run_stage(self, conn: Connection, run_id: str) -> str:
+        stage = conn.execute(
+            sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_uuid == run_id)
+        ).scalar()
+        if stage is None:
+            raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
+        return str(stage)
+
+    def _check_active(self, conn: Connection, run_id: str) -> None:
+        if self._run_stage(conn, run_id) != LifecycleStage.ACTIVE.value:
+            raise InvalidState(
+                f"Run {run_id!r} is deleted, so nothing can be logged to it. Restore it with "
+                f"`keel runs restore {run_id}` first."
+            )
+
+    def update_run_info(
+        self,
+        run_id: str,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> RunInfo:
+        values: dict[str, Any] = {}
+        if status is not None:
+            values["status"] = RunStatus(status).value
+        if end_time is not None:
+            validation.validate_int64("end_time", end_time)
+            values["end_time"] = end_time
+        if run_name is not None:
+            validation.validate_run_name(run_name)
+            values["name"] = run_name
+        with self._db.write() as conn:
+            self._check_active(conn, run_id)
+            if values:
+                conn.execute(sa.update(t.runs).where(t.runs.c.run_uuid == run_id).values(values))
+            if run_name is not None:
+                upsert(
+                    conn,
+                    t.tags,
+                    [{"run_uuid": run_id, "key": RUN_NAME_TAG, "value": run_name}],
+                    key=["run_uuid", "key"],
+                    update=["value"],
+                )
+            return self._run_infos(conn, [run_id])[run_id]
+
+    def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
+        with self._db.write() as conn:
+            self._run_stage(conn, run_id)
+            conn.execute(
+                sa.update(t.runs)
+                .where(t.runs.c.run_uuid == run_id)
+                .values(
+                    lifecycle_stage=stage.value,
+                    deleted_time=now_ms() if stage is LifecycleStage.DELETED else None,
+                )
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        validation.validate_batch(metrics, params, tags)
+        if not (metrics or params or tags):
+            return
+        with self._db.write() as conn:
+            self._check_active(conn, run_id)
+            if params:
+                self._write_params(conn, run_id, params)
+            if tags:
+                last = {tg.key: tg.value for tg in tags}  # the last value of a key wins
+                upsert(
+                    conn,
+                    t.tags,
+                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in last.items()],
+                    key=["run_uuid", "key"],
+                    update=["value"],
+                )
+                if RUN_NAME_TAG in last:
+                    conn.execute(
+                        sa.update(t.runs)
+                        .where(t.runs.c.run_uuid == run_id)
+                        .values(name=last[RUN_NAME_TAG])
+                    )
+            if metrics:
+                self._write_metrics(conn, run_id, metrics)
+
+    def _write_params(self, conn: Connection, run_id: str, params: Sequence[Param]) -> None:
+        wanted = {p.key: p.value for p in params}
+        upsert(
+            conn,
+            t.params,
+            [{"run_uuid": run_id, "key": k, "value": v} for k, v in wanted.items()],
+            key=["run_uuid", "key"],
+        )
+        # Read back what is stored: a differing value means the param was
+        # already logged, by us or by a concurrent writer.
+        for chunk in _chunks(list(wanted)):
+            for r in conn.execute(
+                sa.select(t.params.c.key, t.params.c.value).where(
+                    t.params.c.run_uuid == run_id, t.params.c.key.in_(chunk)
+                )
+            ):
+                if r.value != wanted[r.key]:
+                    raise InvalidParameter(
+                        f"Param {r.key!r} of run {run_id} was already logged with value "
+                        f"{r.value!r}; cannot change it to {wanted[r.key]!r}. Params are "
+                        "immutable: log the new value under another key or start a new run."
+                    )
+
+    def _write_metrics(self, conn: Connection, run_id: str, metrics: Sequence[Metric]) -> None:
+        rows = [_metric_row(run_id, m) for m in metrics]
+        upsert(conn, t.metrics, rows, key=["run_uuid", "key", "step", "timestamp", "value", "is_nan"])
+        newest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            cur = newest.get(row["key"])
+            if cur is None or (row["step"], row["timestamp"], row["value"]) > (
+                cur["step"],
+                cur["timestamp"],
+                cur["value"],
+            ):
+                newest[row["key"]] = row
+        lm = t.latest_metrics
+
+        def newer(stmt: Any) -> Any:
+            ex = stmt.excluded
+            return sa.or_(
+                ex.step > lm.c.step,
+                sa.and_(ex.step == lm.c.step, ex.timestamp > lm.c.timestamp),
+                sa.and_(
+                    ex.step == lm.c.step, ex.timestamp == lm.c.timestamp, ex.value > lm.c.value
+                ),
+            )
+
+        upsert(
+            conn,
+            lm,
+            list(newest.values()),
+            key=["run_uuid", "key"],
+            update=["step", "timestamp", "value", "is_nan"],
+            where=newer,
+        )
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._db.write() as conn:
+            self._check_active(conn, run_id)
+            gone = conn.execute(
+                sa.delete(t.tags).where(t.tags.c.run_uuid == run_id, t.tags.c.key == key)
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Run {run_id} has no tag {key!r}; nothing to delete.")
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        for d in datasets:
+            _validate_dataset(d)
+        if not datasets:
+            return
+        with self._db.write() as conn:
+            self._check_active(conn, run_id)
+            exp_id = conn.execute(
+                sa.select(t.runs.c.experiment_id).where(t.runs.c.run_uuid == run_id)
+            ).scalar_one()
+            for d in datasets:
+                ds = d.dataset
+                upsert(
+                    conn,
+                    t.datasets,
+                    [
+                        {
+                            "dataset_uuid": uuid.uuid4().hex,
+                            "experiment_id": exp_id,
+                            "name": ds.name,
+                            "digest": ds.digest,
+                            "source_type": ds.source_type,
+                            "source": ds.source,
+                            "schema": ds.schema,
+                            "profile": ds.profile,
+                        }
+                    ],
+                    key=["experiment_id", "name", "digest"],
+                )
+                dataset_uuid = conn.execute(
+                    sa.select(t.datasets.c.dataset_uuid).where(
+                        t.datasets.c.experiment_id == exp_id,
+                        t.datasets.c.name == ds.name,
+                        t.datasets.c.digest == ds.digest,
+                    )
+                ).scalar_one()
+                upsert(
+                    conn,
+                    t.run_inputs,
+                    [{"run_uuid": run_id, "dataset_uuid": dataset_uuid}],
+                    key=["run_uuid", "dataset_uuid"],
+                )
+                if d.tags:
+                    upsert(
+                        conn,
+                        t.input_tags,
+                        [
+                            {
+                                "run_uuid": run_id,
+                                "dataset_uuid": dataset_uuid,
+                                "key": tg.key,
+                                "value": tg.value,
+                            }
+                            for tg in d.tags
+                        ],
+                        key=["run_uuid", "dataset_uuid", "key"],
+                        update=["value"],
+                    )
+
+    def get_metric_history(
+        self,
+        run_id: str,
+        key: str,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Metric]:
+        limit = validation.validate_max_results(
+            max_results or base.MAX_RESULTS_METRIC_HISTORY,
+            base.MAX_RESULTS_METRIC_HISTORY,
+            "metric history",
+        )
+        query_id = f"history|{run_id}|{key}"
+        offset = decode_token(page_token, query_id)
+        m = t.metrics
+        with self._db.read() as conn:
+            self._run_stage(conn, run_id)
+            rows = conn.execute(
+                sa.select(m.c.key, m.c.value, m.c.is_nan, m.c.timestamp, m.c.step)
+                .where(m.c.run_uuid == run_id, m.c.key == key)
+                .order_by(m.c.step, m.c.timestamp, m.c.value)
+                .limit(limit + 1)
+                .offset(offset)
+            ).all()
+        items = [Metric(r.key, _metric_value(r), r.timestamp, r.step) for r in rows[:limit]]
+        token = encode_token(offset + limit, query_id) if len(rows) > limit else None
+        return PagedList(items, token)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        validation.validate_max_results(max_results, base.MAX_RESULTS_RUNS, "runs")
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        run_view_type = ViewType(run_view_type)
+        condition = run_filter_condition(parse_filter(filter_string, "runs"))
+        ordering = run_order_by(parse_order_by(order_by, "runs"))
+        query_id = (
+            f"runs|{sorted(experiment_ids)}|{run_view_type.value}|{filter_string}|"
+            f"{list(order_by or [])}"
+        )
+        offset = decode_token(page_token, query_id)
+        exp_ints = [i for i in map(_exp_id_int, experiment_ids) if i is not None]
+        if not exp_ints:
+            return PagedList([], None)
+        stmt = (
+            sa.select(t.runs.c.run_uuid)
+            .where(
+                t.runs.c.experiment_id.in_(exp_ints),
+                t.runs.c.lifecycle_stage.in_([s.value for s in run_view_type.stages()]),
+                condition,
+            )
+            .order_by(*ordering)
+            .limit(max_results + 1)
+            .offset(offset)
+        )
+        with self._db.read() as conn:
+            ids = list(conn.execute(stmt).scalars())
+            page = ids[:max_results]
+            infos = self._run_infos(conn, page)
+            runs = self._load_runs(conn, [infos[i] for i in page])
+        token = encode_token(offset + max_results, query_id) if len(ids) > max_results else None
+        return PagedList(runs, token)
+
+
+def _validate_dataset(d: DatasetInput) -> None:
+    ds = d.dataset
+    if not ds.name or len(ds.name) > 500:
+        raise InvalidParameter(f"Invalid dataset name {ds.name!r}: 1 to 500 characters.")
+    if not ds.digest or len(ds.digest) > 128:
+        raise InvalidParameter(f"Invalid dataset digest {ds.digest!r}: 1 to 128 characters.")
+    for tag in d.tags:
+        if not tag.key or len(tag.key) > 255 or len(tag.value) > 500:
+            raise InvalidParameter(
+                f"Invalid dataset input tag {tag.key!r}: keys up to 255 and values up to 500 "
+                "characters."
+            )
