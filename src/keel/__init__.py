@@ -27,6 +27,7 @@ from keel.entities import (
 )
 from keel.errors import KeelError
 from keel.tracking.client import Client
+from keel.tracking.config import get_tracking_uri
 from keel.tracking.fluent import (
     ActiveRun,
     active_run,
@@ -40,7 +41,6 @@ from keel.tracking.fluent import (
     get_experiment,
     get_experiment_by_name,
     get_run,
-    get_tracking_uri,
     last_active_run,
     log_artifact,
     log_artifacts,

@@ -302,7 +302,11 @@ def _next_token(text: str, i: int, what: str) -> Token:
     word = _WORD_RE.match(text, i)
     if word:
         return _word_token(text, i, word.group(), what)
-    raise _syntax_error(what, text, i, f"unexpected character {ch!r} at position {i}")
+    problem = f"unexpected character {ch!r} at position {i}"
+    if i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+        # Most likely a key such as tags.a-b that needed quoting.
+        problem += "; back-quote keys that contain it, e.g. tags.`my-key`"
+    raise _syntax_error(what, text, i, problem)
 
 
 def _read_quoted(text: str, start: int, what: str) -> tuple[str, int]:
@@ -335,9 +339,7 @@ def _number_token(text: str, i: int, literal: str, what: str) -> Token:
         bad = _WORD_RE.match(text, end)
         bad_text = literal + (bad.group() if bad else text[end])
         raise _syntax_error(what, text, i, f"invalid number {bad_text!r} at position {i}")
-    number: int | float = (
-        int(literal) if re.fullmatch(r"[+-]?\d+", literal) else float(literal)
-    )
+    number: int | float = int(literal) if re.fullmatch(r"[+-]?\d+", literal) else float(literal)
     if not math.isfinite(float(number)):
         raise _syntax_error(what, text, i, f"number {literal} at position {i} is out of range")
     return Token("number", literal, i, number)
@@ -632,8 +634,7 @@ def format_filter(expr: Expr) -> str:
             for c in expr.clauses
         )
     return " OR ".join(
-        f"({format_filter(c)})" if isinstance(c, Or) else format_filter(c)
-        for c in expr.clauses
+        f"({format_filter(c)})" if isinstance(c, Or) else format_filter(c) for c in expr.clauses
     )
 
 

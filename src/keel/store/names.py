@@ -4,16 +4,96 @@ from __future__ import annotations
 
 import secrets
 
-_ADJECTIVES = (
-    "amber agile bold brave bright calm clever crisp daring eager fair fast gentle glad "
-    "grand keen kind lucid merry neat nimble noble polite proud quick quiet rapid sharp "
-    "shy smart snappy solid steady sunny swift tidy vivid warm wise witty zesty"
-).split()
-_NOUNS = (
-    "badger bear bee bison crane deer dolphin eagle falcon finch fox gecko hare hawk heron "
-    "ibex koala lark lemur lynx mole moose newt otter owl panda puffin quail raven robin "
-    "seal shark sloth snail swan tapir tiger toad trout viper whale wolf wren yak zebra"
-).split()
+_ADJECTIVES = [
+    "amber",
+    "agile",
+    "bold",
+    "brave",
+    "bright",
+    "calm",
+    "clever",
+    "crisp",
+    "daring",
+    "eager",
+    "fair",
+    "fast",
+    "gentle",
+    "glad",
+    "grand",
+    "keen",
+    "kind",
+    "lucid",
+    "merry",
+    "neat",
+    "nimble",
+    "noble",
+    "polite",
+    "proud",
+    "quick",
+    "quiet",
+    "rapid",
+    "sharp",
+    "shy",
+    "smart",
+    "snappy",
+    "solid",
+    "steady",
+    "sunny",
+    "swift",
+    "tidy",
+    "vivid",
+    "warm",
+    "wise",
+    "witty",
+    "zesty",
+]
+_NOUNS = [
+    "badger",
+    "bear",
+    "bee",
+    "bison",
+    "crane",
+    "deer",
+    "dolphin",
+    "eagle",
+    "falcon",
+    "finch",
+    "fox",
+    "gecko",
+    "hare",
+    "hawk",
+    "heron",
+    "ibex",
+    "koala",
+    "lark",
+    "lemur",
+    "lynx",
+    "mole",
+    "moose",
+    "newt",
+    "otter",
+    "owl",
+    "panda",
+    "puffin",
+    "quail",
+    "raven",
+    "robin",
+    "seal",
+    "shark",
+    "sloth",
+    "snail",
+    "swan",
+    "tapir",
+    "tiger",
+    "toad",
+    "trout",
+    "viper",
+    "whale",
+    "wolf",
+    "wren",
+    "yak",
+    "zebra",
+]
 
 
 def generate_run_name() -> str:
@@ -22,6 +102,4 @@ def generate_run_name() -> str:
     >>> len(generate_run_name().split("-"))
     3
     """
-    return (
-        f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000):03d}"
-    )
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000):03d}"

@@ -124,9 +124,7 @@ def validate_batch(
 
 def validate_experiment_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
-        raise InvalidParameter(
-            f"Invalid experiment name {name!r}: it must be a non-empty string."
-        )
+        raise InvalidParameter(f"Invalid experiment name {name!r}: it must be a non-empty string.")
     if len(name) > base.MAX_EXPERIMENT_NAME_LENGTH:
         raise InvalidParameter(
             f"Experiment name of {len(name)} characters is too long; the limit is "

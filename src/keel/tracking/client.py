@@ -40,6 +40,7 @@ from keel.errors import InvalidParameter, require
 from keel.store import TrackingStore, open_store
 from keel.store import base as limits
 from keel.store.base import now_ms
+from keel.tracking.config import get_tracking_uri
 from keel.tracking.context import current_user
 from keel.tracking.writer import flush_store, writer_for
 from keel.uris import resolve_tracking_uri
@@ -65,12 +66,14 @@ def _chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 class Client:
     """Tracking calls that name their experiment or run explicitly.
 
-    The store is chosen by ``tracking_uri`` (else ``KEEL_TRACKING_URI``, else
-    ``MLFLOW_TRACKING_URI``, else ``./keel.db``).
+    The store is chosen by ``tracking_uri``, else the one ``keel.set_tracking_uri``
+    set, else ``KEEL_TRACKING_URI``, ``MLFLOW_TRACKING_URI``, ``./keel.db``.
     """
 
     def __init__(self, tracking_uri: str | None = None) -> None:
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.tracking_uri = (
+            resolve_tracking_uri(tracking_uri) if tracking_uri else get_tracking_uri()
+        )
         self.store: TrackingStore = open_store(self.tracking_uri)
 
     def _sync(self) -> None:
@@ -375,4 +378,3 @@ def _as_dataset(obj: Any) -> Dataset:
         source=str(getattr(obj, "source", "") or ""),
         schema=schema,
     )
-

@@ -16,6 +16,7 @@ are per process. ``log_metric`` queues points for a background writer (see
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -38,16 +39,16 @@ from keel.errors import InvalidParameter, InvalidState, NotFound, require
 from keel.store import base as limits
 from keel.store.base import now_ms
 from keel.store.validation import validate_metric
+from keel.tracking import config
 from keel.tracking.client import Client, _as_str, _metric_value
+from keel.tracking.config import get_tracking_uri
 from keel.tracking.context import system_tags
 from keel.tracking.writer import writer_for
-from keel.uris import resolve_tracking_uri
 
 ENV_EXPERIMENT_NAME = ("KEEL_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME")
 ENV_EXPERIMENT_ID = ("KEEL_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_ID")
 
 _state_lock = threading.RLock()
-_tracking_uri: str | None = None
 _active_experiment_id: str | None = None
 _clients: dict[str, Client] = {}
 _last_active_run_id: str | None = None
@@ -118,17 +119,12 @@ class ActiveRun:
 # -- configuration -------------------------------------------------------------
 
 
-def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
     """Where runs go from now on: a SQLite path, ``sqlite:///…`` or ``postgresql://…``."""
-    global _tracking_uri, _active_experiment_id
+    global _active_experiment_id
     with _state_lock:
-        _tracking_uri = resolve_tracking_uri(os.fspath(uri))
+        config.set_tracking_uri(uri)
         _active_experiment_id = None
-
-
-def get_tracking_uri() -> str:
-    """The tracking URI in effect (explicit, else environment, else ``./keel.db``)."""
-    return _tracking_uri or resolve_tracking_uri(None)
 
 
 # -- experiments ---------------------------------------------------------------
@@ -261,8 +257,7 @@ def start_run(
             raise InvalidState(f"Run {run_id} is deleted; restore it before resuming it.")
         if experiment_id is not None and str(experiment_id) != run.info.experiment_id:
             raise InvalidParameter(
-                f"Run {run_id} belongs to experiment {run.info.experiment_id}, "
-                f"not {experiment_id}."
+                f"Run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment_id}."
             )
         client.store.update_run_info(run_id, RunStatus.RUNNING, None, run_name)
         if tags:
@@ -292,10 +287,9 @@ def _end(active: ActiveRun, status: RunStatus) -> None:
     # Ending a parent ends its still-open children first.
     while stack:
         top = stack.pop()
-        try:
+        # A run deleted by someone else while it ran has nothing left to end.
+        with contextlib.suppress(NotFound):
             top._client.set_terminated(top.run_id, status)
-        except NotFound:
-            pass  # deleted by someone else while running: nothing to end
         if top is active or top.run_id == active.run_id:
             return
 
@@ -460,9 +454,7 @@ def search_runs(
     with ``search_all_experiments=True``). Unknown experiment names are skipped.
     """
     if output_format not in ("pandas", "list"):
-        raise InvalidParameter(
-            f"Invalid output_format {output_format!r}: use 'pandas' or 'list'."
-        )
+        raise InvalidParameter(f"Invalid output_format {output_format!r}: use 'pandas' or 'list'.")
     client = _client()
     ids = [str(i) for i in experiment_ids or []]
     for name in experiment_names or []:

@@ -61,7 +61,9 @@ class MetricWriter:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="keel-metric-writer", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="keel-metric-writer", daemon=True
+            )
             self._thread.start()
 
     def submit(self, run_id: str, metrics: Sequence[Metric]) -> None:
@@ -175,6 +177,15 @@ def flush_store(store: TrackingStore) -> None:
 def flush_all() -> None:
     for writer in list(_writers.values()):
         writer.flush()
+
+
+def close_all() -> None:
+    """Flush and stop every writer (before closing stores, e.g. between tests)."""
+    with _writers_lock:
+        writers = list(_writers.values())
+        _writers.clear()
+    for writer in writers:
+        writer.close()
 
 
 @atexit.register

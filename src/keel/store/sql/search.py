@@ -52,6 +52,9 @@ OrderClause = ColumnElement[Any]
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# experiments.experiment_id is INTEGER: 32 bits on PostgreSQL, so a larger id
+# cannot even be bound as a parameter there.
+MAX_EXPERIMENT_ID = 2**31 - 1
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -155,9 +158,7 @@ def _metric_condition(c: Comparison) -> Condition:
         matches = sa.or_(lm.c.is_nan, lm.c.value != value)
     else:
         matches = sa.and_(sa.not_(lm.c.is_nan), _COMPARE[c.op](lm.c.value, value))
-    return sa.exists().where(
-        lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == c.key, matches
-    )
+    return sa.exists().where(lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == c.key, matches)
 
 
 def _keyed_condition(
@@ -251,7 +252,12 @@ def _experiment_id_condition(c: Comparison) -> Condition:
 
 
 def _is_canonical_id(text: str) -> bool:
-    return text.isascii() and text.isdigit() and str(int(text)) == text and int(text) <= INT64_MAX
+    return (
+        text.isascii()
+        and text.isdigit()
+        and str(int(text)) == text
+        and int(text) <= MAX_EXPERIMENT_ID
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -355,7 +361,5 @@ def _metric_order(key: OrderKey) -> list[OrderClause]:
 def _ordered(value: ColumnElement[Any], ascending: bool) -> list[OrderClause]:
     """NULLs last in both directions (portable, unlike NULLS LAST), strings by code point."""
     missing_last = sa.case((value.is_(None), 1), else_=0).asc()
-    sortable: ColumnElement[Any] = (
-        _Bytewise(value) if isinstance(value.type, sa.String) else value
-    )
+    sortable: ColumnElement[Any] = _Bytewise(value) if isinstance(value.type, sa.String) else value
     return [missing_last, sortable.asc() if ascending else sortable.desc()]

@@ -429,12 +429,12 @@ class SqlTrackingStore(TrackingStore):
             ):
                 metrics[r.run_uuid][r.key] = _metric_value(r)
             for table, target in ((t.params, params), (t.tags, tags)):
-                for r in conn.execute(
+                for row in conn.execute(
                     sa.select(table.c.run_uuid, table.c.key, table.c.value).where(
                         table.c.run_uuid.in_(chunk)
                     )
                 ):
-                    target[r.run_uuid][r.key] = r.value
+                    target[row.run_uuid][row.key] = row.value
             self._load_inputs(conn, chunk, inputs)
         return [
             Run(
@@ -462,9 +462,7 @@ class SqlTrackingStore(TrackingStore):
         if not rows:
             return
         input_tags: dict[tuple[str, str], list[InputTag]] = defaultdict(list)
-        for r in conn.execute(
-            sa.select(it).where(it.c.run_uuid.in_(run_ids)).order_by(it.c.key)
-        ):
+        for r in conn.execute(sa.select(it).where(it.c.run_uuid.in_(run_ids)).order_by(it.c.key)):
             input_tags[(r.run_uuid, r.dataset_uuid)].append(InputTag(r.key, r.value))
         for r in rows:
             dataset = Dataset(
@@ -482,9 +480,7 @@ class SqlTrackingStore(TrackingStore):
         with self._db.read() as conn:
             infos = self._run_infos(conn, [run_id])
             if run_id not in infos:
-                raise NotFound(
-                    f"Run {run_id!r} does not exist. Find runs with `keel runs list`."
-                )
+                raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
             return self._load_runs(conn, [infos[run_id]])[0]
 
     def _run_stage(self, conn: Connection, run_id: str) -> str:
@@ -607,7 +603,9 @@ class SqlTrackingStore(TrackingStore):
 
     def _write_metrics(self, conn: Connection, run_id: str, metrics: Sequence[Metric]) -> None:
         rows = [_metric_row(run_id, m) for m in metrics]
-        upsert(conn, t.metrics, rows, key=["run_uuid", "key", "step", "timestamp", "value", "is_nan"])
+        upsert(
+            conn, t.metrics, rows, key=["run_uuid", "key", "step", "timestamp", "value", "is_nan"]
+        )
         newest: dict[str, dict[str, Any]] = {}
         for row in rows:
             cur = newest.get(row["key"])

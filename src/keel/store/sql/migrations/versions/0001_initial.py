@@ -30,14 +30,24 @@ def upgrade() -> None:
     )
     op.create_table(
         "experiment_tags",
-        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("key", sa.String(250), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
     op.create_table(
         "runs",
         sa.Column("run_uuid", sa.String(32), primary_key=True),
-        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("name", sa.String(250), nullable=False, server_default=""),
         sa.Column("user_id", sa.String(256), nullable=False, server_default=""),
         sa.Column("status", sa.String(20), nullable=False),
@@ -47,17 +57,29 @@ def upgrade() -> None:
         sa.Column("lifecycle_stage", sa.String(32), nullable=False, server_default="active"),
         sa.Column("deleted_time", BigInt, nullable=True),
     )
-    op.create_index("ix_runs_experiment_start", "runs", ["experiment_id", "lifecycle_stage", "start_time"])
+    op.create_index(
+        "ix_runs_experiment_start", "runs", ["experiment_id", "lifecycle_stage", "start_time"]
+    )
     for name, value_type in (("params", sa.Text), ("tags", sa.Text)):
         op.create_table(
             name,
-            sa.Column("run_uuid", sa.String(32), sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True),
+            sa.Column(
+                "run_uuid",
+                sa.String(32),
+                sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+                primary_key=True,
+            ),
             sa.Column("key", sa.String(250), primary_key=True),
             sa.Column("value", value_type, nullable=False),
         )
     op.create_table(
         "metrics",
-        sa.Column("run_uuid", sa.String(32), sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "run_uuid",
+            sa.String(32),
+            sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("key", sa.String(250), primary_key=True),
         sa.Column("step", BigInt, primary_key=True),
         sa.Column("timestamp", BigInt, primary_key=True),
@@ -67,7 +89,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "latest_metrics",
-        sa.Column("run_uuid", sa.String(32), sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "run_uuid",
+            sa.String(32),
+            sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("key", sa.String(250), primary_key=True),
         sa.Column("step", BigInt, nullable=False),
         sa.Column("timestamp", BigInt, nullable=False),
@@ -78,7 +105,12 @@ def upgrade() -> None:
     op.create_table(
         "datasets",
         sa.Column("dataset_uuid", sa.String(32), primary_key=True),
-        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("name", sa.String(500), nullable=False),
         sa.Column("digest", sa.String(128), nullable=False),
         sa.Column("source_type", sa.String(64), nullable=False, server_default=""),
@@ -89,8 +121,18 @@ def upgrade() -> None:
     )
     op.create_table(
         "run_inputs",
-        sa.Column("run_uuid", sa.String(32), sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True),
-        sa.Column("dataset_uuid", sa.String(32), sa.ForeignKey("datasets.dataset_uuid", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "run_uuid",
+            sa.String(32),
+            sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "dataset_uuid",
+            sa.String(32),
+            sa.ForeignKey("datasets.dataset_uuid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
     )
     op.create_index("ix_run_inputs_dataset", "run_inputs", ["dataset_uuid"])
     op.create_table(
@@ -99,10 +141,25 @@ def upgrade() -> None:
         sa.Column("dataset_uuid", sa.String(32), primary_key=True),
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("value", sa.String(500), nullable=False),
-        sa.ForeignKeyConstraint(["run_uuid", "dataset_uuid"], ["run_inputs.run_uuid", "run_inputs.dataset_uuid"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["run_uuid", "dataset_uuid"],
+            ["run_inputs.run_uuid", "run_inputs.dataset_uuid"],
+            ondelete="CASCADE",
+        ),
     )
 
 
 def downgrade() -> None:
-    for name in ("input_tags", "run_inputs", "datasets", "latest_metrics", "metrics", "tags", "params", "runs", "experiment_tags", "experiments"):
+    for name in (
+        "input_tags",
+        "run_inputs",
+        "datasets",
+        "latest_metrics",
+        "metrics",
+        "tags",
+        "params",
+        "runs",
+        "experiment_tags",
+        "experiments",
+    ):
         op.drop_table(name)

@@ -1,0 +1,292 @@
+"""The demo behind ``keel demo``: a small hyperparameter search, tracked end to end.
+
+It uses the breast-cancer data set that ships inside scikit-learn, so it needs
+no download, and shows the fluent API a real project would use: a parent run
+with nested child runs, params, metric series, dataset inputs, tags, a figure
+and a JSON report, then ``keel.search_runs`` to pick the best model.
+
+>>> result = run_demo("demo.db", quick=True)   # doctest: +SKIP
+>>> result.best_run.data.metrics["accuracy"]   # doctest: +SKIP
+0.98...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keel
+from keel.entities import PARENT_RUN_ID_TAG, Dataset, Run
+from keel.errors import require
+from keel.uris import sqlite_path
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+EXPERIMENT_NAME = "keel-demo"
+PARENT_RUN_NAME = "hyperparameter-search"
+DATASET_SOURCE = "sklearn.datasets.load_breast_cancer"
+RANDOM_STATE = 0
+TEST_SIZE = 0.2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model of the grid: a family and its hyperparameters."""
+
+    family: str  # "logistic_regression" or "random_forest"
+    params: dict[str, Any]
+
+    @property
+    def run_name(self) -> str:
+        if self.family == "logistic_regression":
+            return f"logreg-C={self.params['C']}"
+        return f"forest-{self.params['n_estimators']}x{self.params['max_depth'] or 'full'}"
+
+    def build(self) -> Any:
+        """A fresh, unfitted scikit-learn estimator."""
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.family == "logistic_regression":
+            # Scaling lets lbfgs converge quickly (no ConvergenceWarning).
+            return make_pipeline(
+                StandardScaler(), LogisticRegression(C=self.params["C"], max_iter=1000)
+            )
+        return RandomForestClassifier(**self.params, random_state=RANDOM_STATE)
+
+
+def candidates(quick: bool = False) -> list[Candidate]:
+    """The grid: logistic regression over C, random forests over size x depth."""
+    if quick:
+        return [
+            Candidate("logistic_regression", {"C": 0.1}),
+            Candidate("logistic_regression", {"C": 1.0}),
+            Candidate("random_forest", {"n_estimators": 25, "max_depth": 4}),
+        ]
+    grid = [Candidate("logistic_regression", {"C": c}) for c in (0.01, 0.1, 1.0, 10.0)]
+    grid += [
+        Candidate("random_forest", {"n_estimators": n, "max_depth": depth})
+        for n in (50, 200)
+        for depth in (4, None)
+    ]
+    return grid
+
+
+@dataclass(frozen=True)
+class _Data:
+    x_train: Any
+    x_test: Any
+    y_train: Any
+    y_test: Any
+    target_names: list[str]
+    dataset: Dataset
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    y_pred: Any
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo made: where it is stored, and its runs (best first)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    best_run: Run
+    runs: list[Run]
+    artifacts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def database(self) -> Path | None:
+        """The SQLite file, or None for other stores."""
+        return sqlite_path(self.tracking_uri)
+
+
+def _load_data() -> _Data:
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_breast_cancer()
+    x, y = np.ascontiguousarray(bunch.data), np.ascontiguousarray(bunch.target)
+    # The digest identifies the exact bytes trained on, so two runs on the same
+    # data share one dataset record and a changed copy gets a new one.
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    columns = [{"name": str(n), "type": "double"} for n in bunch.feature_names]
+    columns.append({"name": "target", "type": "long"})
+    dataset = Dataset(
+        name="breast_cancer",
+        digest=digest,
+        source_type="code",
+        source=DATASET_SOURCE,
+        schema=json.dumps({"mlflow_colspec": columns}),
+        profile=json.dumps({"num_rows": int(x.shape[0]), "num_features": int(x.shape[1])}),
+    )
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_SIZE, stratify=y, random_state=RANDOM_STATE
+    )
+    return _Data(x_train, x_test, y_train, y_test, [str(n) for n in bunch.target_names], dataset)
+
+
+def _train(candidate: Candidate, data: _Data, folds: int) -> _Evaluation:
+    """Cross-validate and fit one candidate inside the active (child) run."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    started = time.perf_counter()
+    keel.log_input(data.dataset, context="training")
+    keel.log_params({"model": candidate.family, **candidate.params, "cv_folds": folds})
+    keel.set_tags({"model_family": candidate.family, "keel.demo": "true"})
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
+    scores = []
+    for step, (fit_idx, val_idx) in enumerate(splitter.split(data.x_train, data.y_train)):
+        model = candidate.build().fit(data.x_train[fit_idx], data.y_train[fit_idx])
+        score = float(accuracy_score(data.y_train[val_idx], model.predict(data.x_train[val_idx])))
+        scores.append(score)
+        keel.log_metric("cv_accuracy", score, step=step)  # one point per fold: a series
+    model = candidate.build().fit(data.x_train, data.y_train)
+    y_pred = model.predict(data.x_test)
+    proba = model.predict_proba(data.x_test)[:, 1]
+    metrics = {
+        "cv_accuracy_mean": sum(scores) / len(scores),
+        "accuracy": float(accuracy_score(data.y_test, y_pred)),
+        "f1": float(f1_score(data.y_test, y_pred)),
+        "roc_auc": float(roc_auc_score(data.y_test, proba)),
+        "train_seconds": time.perf_counter() - started,
+    }
+    keel.log_metrics(metrics)
+    return _Evaluation(y_pred, metrics)
+
+
+def _progress(items: list[Candidate], console: Console | None) -> Iterator[Candidate]:
+    if console is None:
+        yield from items
+        return
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("Training models", total=len(items))
+        for item in items:
+            bar.update(task, description=f"Training {item.run_name}")
+            yield item
+            bar.advance(task)
+
+
+def _confusion_figure(y_true: Any, y_pred: Any, labels: list[str], title: str) -> Any:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(y_true, y_pred)
+    # A bare Figure (no pyplot) leaves the caller's matplotlib backend alone.
+    fig = Figure(figsize=(4, 4), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(matrix, cmap="Blues")
+    for (row, col), count in _cells(matrix):
+        color = "white" if count > matrix.max() / 2 else "black"
+        ax.text(col, row, str(count), ha="center", va="center", color=color)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _cells(matrix: Any) -> Iterable[tuple[tuple[int, int], int]]:
+    for row in range(matrix.shape[0]):
+        for col in range(matrix.shape[1]):
+            yield (row, col), int(matrix[row, col])
+
+
+def _log_best_artifacts(run: Run, evaluation: _Evaluation, data: _Data) -> list[str]:
+    """A JSON report and, with matplotlib installed, a confusion-matrix figure."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    client = keel.Client(keel.get_tracking_uri())
+    run_id = run.info.run_id
+    report = {
+        "run_id": run_id,
+        "run_name": run.info.run_name,
+        "params": dict(run.data.params),
+        "metrics": dict(evaluation.metrics),
+        "dataset": {"name": data.dataset.name, "digest": data.dataset.digest},
+        "confusion_matrix": confusion_matrix(data.y_test, evaluation.y_pred).tolist(),
+        "classification_report": classification_report(
+            data.y_test, evaluation.y_pred, target_names=data.target_names, output_dict=True
+        ),
+    }
+    client.log_dict(run_id, report, "report.json")
+    logged = ["report.json"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        title = f"{run.info.run_name} (test set)"
+        fig = _confusion_figure(data.y_test, evaluation.y_pred, data.target_names, title)
+        client.log_figure(run_id, fig, "confusion_matrix.png")
+        logged.append("confusion_matrix.png")
+    return logged
+
+
+def run_demo(
+    tracking_uri: str | None = None, *, quick: bool = False, console: Console | None = None
+) -> DemoResult:
+    """Train a small grid of models into experiment ``keel-demo`` and return what it logged.
+
+    ``tracking_uri`` is set as the process's tracking URI (as
+    :func:`keel.set_tracking_uri` does); without it, the usual default applies
+    (``$KEEL_TRACKING_URI``, else ``./keel.db``). ``quick`` trains three models
+    instead of eight. With a ``console``, a progress bar is shown on it.
+    """
+    require("sklearn", "sklearn", "The Keel demo")
+    started = time.perf_counter()
+    if tracking_uri is not None:
+        keel.set_tracking_uri(tracking_uri)
+    data = _load_data()
+    grid = candidates(quick)
+    folds = 3 if quick else 5
+    experiment = keel.set_experiment(EXPERIMENT_NAME)
+    evaluations: dict[str, _Evaluation] = {}
+    with keel.start_run(
+        run_name=PARENT_RUN_NAME,
+        description="A grid over logistic regression and random forests on breast_cancer.",
+        tags={"keel.demo": "true"},
+    ) as parent:
+        keel.log_input(data.dataset, context="training")
+        keel.log_params(
+            {"dataset": data.dataset.name, "candidates": len(grid), "test_size": TEST_SIZE}
+        )
+        for candidate in _progress(grid, console):
+            with keel.start_run(run_name=candidate.run_name, nested=True) as child:
+                evaluations[child.run_id] = _train(candidate, data, folds)
+        # Every child has ended, so its metrics are committed and searchable.
+        children = keel.search_runs(
+            experiment_ids=[experiment.experiment_id],
+            filter_string=f"tags.{PARENT_RUN_ID_TAG} = '{parent.run_id}' AND status = 'FINISHED'",
+            order_by=["metrics.accuracy DESC", "metrics.roc_auc DESC", "metrics.f1 DESC"],
+            output_format="list",
+        )
+        best: Run = children[0]
+        keel.set_tag("best_run_id", best.info.run_id)
+        keel.log_metric("best_accuracy", best.data.metrics["accuracy"], synchronous=True)
+    artifacts = _log_best_artifacts(best, evaluations[best.info.run_id], data)
+    return DemoResult(
+        tracking_uri=keel.get_tracking_uri(),
+        experiment_id=experiment.experiment_id,
+        parent_run_id=parent.run_id,
+        best_run=keel.get_run(best.info.run_id),
+        runs=list(children),
+        artifacts=artifacts,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,74 @@
+"""Migrations and schema.py agree, fresh databases start at head, old ones are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from keel.errors import SchemaOutOfDate
+from keel.store.sql import schema
+from keel.store.sql.engine import Database
+from keel.store.sql.migrate import current_revision, ensure_schema, head_revision, upgrade
+from keel.store.sql.store import SqlTrackingStore
+
+
+def _db_uri(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'schema.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        schema.metadata.drop_all(conn)
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migrated_schema_matches_schema_module(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    db = Database(_db_uri(kind, tmp_path, request))
+    ensure_schema(db)
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata
+        )
+    db.dispose()
+    assert diff == [], (
+        "The migrations and src/keel/store/sql/schema.py disagree. HOW TO FIX: add an "
+        f"Alembic revision under store/sql/migrations/versions that makes them equal: {diff}"
+    )
+
+
+def test_fresh_database_is_created_at_head(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert current_revision(db) is None
+    ensure_schema(db)
+    assert current_revision(db) == head_revision()
+    assert upgrade(db) == (head_revision(), head_revision())
+    db.dispose()
+
+
+def test_old_database_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SqlTrackingStore(f"sqlite:///{path}", str(tmp_path)).close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff'"))
+    engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match="newer Keel"):
+        SqlTrackingStore(f"sqlite:///{path}", str(tmp_path))
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'p.db'}")
+    with db.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+    db.dispose()
