@@ -20,7 +20,6 @@ from keel.store import clear_store_cache
 from keel.store.sql import schema
 from keel.store.sql.engine import normalize_db_url
 from keel.store.sql.store import SqlTrackingStore
-from keel.tracking import fluent, writer
 
 POSTGRES_ENV = "KEEL_TEST_POSTGRES_URL"
 
@@ -88,7 +87,7 @@ def store(store_uri: str, tmp_path: Path) -> Iterator[SqlTrackingStore]:
 
 
 @pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The fluent API pointed at a fresh SQLite file in tmp_path, with a clean slate."""
     monkeypatch.chdir(tmp_path)
     for var in (
@@ -102,13 +101,4 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     ):
         monkeypatch.delenv(var, raising=False)
     keel.set_tracking_uri(str(tmp_path / "keel.db"))
-    try:
-        yield tmp_path
-    finally:
-        while keel.active_run():
-            keel.end_run()
-        writer.close_all()
-        keel.set_tracking_uri(None)
-        fluent._active_experiment_id = None
-        fluent._clients.clear()
-        clear_store_cache()
+    return tmp_path

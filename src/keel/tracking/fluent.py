@@ -3,7 +3,7 @@
 >>> import keel
 >>> keel.set_tracking_uri("sqlite:///:memory:")
 >>> with keel.start_run(run_name="demo") as run:
-...     keel.log_param("lr", 0.1)
+...     keel.log_params({"lr": 0.1})
 ...     keel.log_metric("loss", 0.5, step=1)
 >>> keel.get_run(run.info.run_id).data.params
 {'lr': '0.1'}

@@ -63,9 +63,14 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalize_db_url(url)
         self._write_lock = threading.RLock()
+        # An in-memory database exists once per connection: readers must share
+        # the writer's one connection (and its lock).
+        self._shared = self.url in ("sqlite://", "sqlite:///:memory:")
         if self.url.startswith("sqlite"):
             self._writer = _sqlite_engine(self.url, echo=echo, write=True)
-            self._reader = _sqlite_engine(self.url, echo=echo, write=False)
+            self._reader = (
+                self._writer if self._shared else _sqlite_engine(self.url, echo=echo, write=False)
+            )
         else:
             try:
                 self._writer = sa.create_engine(
@@ -82,6 +87,7 @@ class Database:
                     "Install it with: pip install 'keel[postgres]'"
                 ) from exc
             self._reader = self._writer
+            self._shared = False
 
     @property
     def engine(self) -> Engine:
@@ -103,8 +109,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self._reader.connect() as conn:
-            yield conn
+        if self._shared:
+            with self._write_lock, self._reader.connect() as conn:
+                yield conn
+        else:
+            with self._reader.connect() as conn:
+                yield conn
 
     def dispose(self) -> None:
         self._writer.dispose()
