@@ -358,3 +358,44 @@ def test_log_input(tracking: Path) -> None:
     assert inputs[0].context == "training"
     with pytest.raises(InvalidParameter, match="name"), keel.start_run():
         keel.log_input(object())
+
+
+def test_fluent_api_on_every_store(store_uri: str, tmp_path: Path) -> None:
+    keel.set_tracking_uri(store_uri)
+    keel.set_experiment("everywhere")
+    with keel.start_run(run_name="parent") as parent:
+        keel.log_params({"model": "rf"})
+        for step in range(50):
+            keel.log_metric("loss", 1 / (step + 1), step=step)
+        with keel.start_run(run_name="child", nested=True):
+            keel.log_metric("acc", 0.9)
+    runs = keel.search_runs(
+        filter_string="params.model = 'rf' OR metrics.acc > 0.5",
+        order_by=["run_name"],
+        output_format="list",
+    )
+    assert [r.info.run_name for r in runs] == ["child", "parent"]
+    history = keel.Client().get_metric_history(parent.info.run_id, "loss")
+    assert [m.step for m in history] == list(range(50))
+
+
+def _child_logs(offset: int) -> None:
+    for i in range(500):
+        keel.log_metric("from_children", float(i), step=offset + i)
+
+
+def test_forked_workers_log_into_the_parent_run(tracking: Path) -> None:
+    import multiprocessing as mp
+
+    with keel.start_run() as run:
+        keel.log_metric("from_parent", 1.0)
+        ctx = mp.get_context("fork")
+        procs = [ctx.Process(target=_child_logs, args=(k * 1000,)) for k in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+    history = keel.Client().get_metric_history(run.info.run_id, "from_children")
+    assert len(history) == 1500
+    assert keel.get_run(run.info.run_id).data.metrics["from_parent"] == 1.0

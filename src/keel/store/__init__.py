@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from urllib.parse import urlparse
@@ -64,6 +65,16 @@ def open_store(
         if key not in _CACHE:
             _CACHE[key] = factory(resolved, root)
         return _CACHE[key]
+
+
+def _after_fork_in_child() -> None:
+    # SQLite and PostgreSQL connections must not cross a fork: each cached
+    # store drops what it inherited and opens its own on first use.
+    for store in _CACHE.values():
+        store.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def clear_store_cache() -> None:

@@ -213,6 +213,9 @@ class TrackingStore(abc.ABC):
         Page tokens are opaque; pass back what the previous page returned.
         """
 
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Called in a forked child before it uses the store: drop inherited connections."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, not every store holds resources
         """Release connections; the store must not be used afterwards."""
 

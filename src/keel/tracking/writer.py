@@ -158,12 +158,23 @@ _writers: weakref.WeakKeyDictionary[TrackingStore, MetricWriter] = weakref.WeakK
 _writers_lock = threading.Lock()
 
 
+_finalizer_pid: int | None = None
+
+
 def writer_for(store: TrackingStore) -> MetricWriter:
     """The process's one writer for a store."""
+    global _finalizer_pid
     with _writers_lock:
         writer = _writers.get(store)
         if writer is None:
             writer = _writers[store] = MetricWriter(store)
+        if _finalizer_pid != os.getpid():
+            # multiprocessing children end with os._exit, skipping atexit; its
+            # own exit hook still runs finalizers, so flush from there too.
+            import multiprocessing.util
+
+            multiprocessing.util.Finalize(None, flush_all, exitpriority=10)
+            _finalizer_pid = os.getpid()
         return writer
 
 

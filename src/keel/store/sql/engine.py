@@ -116,6 +116,13 @@ class Database:
             with self._reader.connect() as conn:
                 yield conn
 
+    def after_fork(self) -> None:
+        """In a forked child: drop inherited connections without closing the parent's."""
+        self._write_lock = threading.RLock()
+        self._writer.dispose(close=False)
+        if self._reader is not self._writer:
+            self._reader.dispose(close=False)
+
     def dispose(self) -> None:
         self._writer.dispose()
         if self._reader is not self._writer:

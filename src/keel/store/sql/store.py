@@ -104,6 +104,9 @@ class SqlTrackingStore(TrackingStore):
     def close(self) -> None:
         self._db.dispose()
 
+    def after_fork(self) -> None:
+        self._db.after_fork()
+
     def _ensure_default_experiment(self) -> None:
         with self._db.read() as conn:
             exists = conn.execute(
