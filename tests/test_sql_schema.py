@@ -72,3 +72,26 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
     db.dispose()
+
+
+def test_unreadable_database_is_a_clear_error(tmp_path: Path) -> None:
+    from keel.errors import StoreUnavailable
+
+    bogus = tmp_path / "not-a-db.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailable, match="Cannot open the tracking database"):
+        SqlTrackingStore(f"sqlite:///{bogus}", str(tmp_path))
+
+
+def test_missing_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "keel.db"
+    SqlTrackingStore(f"sqlite:///{path}", str(tmp_path)).close()
+    assert path.exists()
+
+
+def test_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
+    from keel.errors import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable) as err:
+        SqlTrackingStore("postgresql://keel:secret@127.0.0.1:1/nowhere", str(tmp_path))
+    assert "secret" not in err.value.message

@@ -7,6 +7,7 @@
     ├── AlreadyExists               RESOURCE_ALREADY_EXISTS   400
     ├── InvalidState                INVALID_STATE             400
     ├── SchemaOutOfDate             INVALID_STATE             400
+    ├── StoreUnavailable            TEMPORARILY_UNAVAILABLE   503
     └── MissingDependency           INTERNAL_ERROR            500
 
 Messages say what was wrong, with the value, and what to do about it:
@@ -76,6 +77,13 @@ class InvalidState(KeelError):
 
 class SchemaOutOfDate(InvalidState):
     """The database was made by an older Keel; ``keel db upgrade`` fixes it."""
+
+
+class StoreUnavailable(KeelError):
+    """The database or server behind a tracking URI cannot be opened or reached."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 503
 
 
 class MissingDependency(KeelError):

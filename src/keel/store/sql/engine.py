@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -131,6 +132,11 @@ class Database:
 
 def _sqlite_engine(url: str, *, echo: bool, write: bool) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    if not in_memory and write:
+        # SQLite creates a missing file but not its directory.
+        db_path = sa.make_url(url).database
+        if db_path:
+            Path(db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
         echo=echo,

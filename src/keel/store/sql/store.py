@@ -34,7 +34,13 @@ from keel.entities import (
     RunTag,
     ViewType,
 )
-from keel.errors import AlreadyExists, InvalidParameter, InvalidState, NotFound
+from keel.errors import (
+    AlreadyExists,
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+    StoreUnavailable,
+)
 from keel.search.filter import parse_filter
 from keel.search.order import parse_order_by
 from keel.store import base, validation
@@ -50,6 +56,7 @@ from keel.store.sql.search import (
     run_filter_condition,
     run_order_by,
 )
+from keel.uris import redact
 
 _IN_CHUNK = 500  # ids per IN (...) list; well under every driver's parameter limit
 
@@ -94,8 +101,17 @@ class SqlTrackingStore(TrackingStore):
         self.db_uri = db_uri
         self.artifact_root = artifact_root.rstrip("/")
         self._db = Database(db_uri)
-        ensure_schema(self._db)
-        self._ensure_default_experiment()
+        try:
+            ensure_schema(self._db)
+            self._ensure_default_experiment()
+        except sa.exc.DBAPIError as exc:
+            self._db.dispose()
+            cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            raise StoreUnavailable(
+                f"Cannot open the tracking database {redact(db_uri)}: "
+                f"{cause[0] if cause else type(exc).__name__}. Check the tracking URI and "
+                "that the database is reachable."
+            ) from exc
 
     @property
     def database(self) -> Database:

@@ -1,0 +1,81 @@
+"""``keel demo``: run :func:`keel.demo.run_demo` and explain what it left behind."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from keel.cli import TrackingUri
+from keel.cli.output import add_row, console, format_number
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from keel.demo import DemoResult
+
+_SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "cv_accuracy_mean")
+
+
+def demo(
+    tracking_uri: TrackingUri = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Train 3 models instead of 8 (a few seconds).")
+    ] = False,
+) -> None:
+    """Train and track a few models: a tour of Keel.
+
+    Trains a small grid of scikit-learn models on a data set bundled with
+    scikit-learn (no download) and tracks them in experiment "keel-demo" in the
+    tracking URI (./keel.db and ./keel-artifacts by default).
+    """
+    from keel.demo import run_demo
+
+    result = run_demo(tracking_uri, quick=quick, console=console(stderr=True))
+    render_summary(result, console())
+
+
+def render_summary(result: DemoResult, out: Console) -> None:
+    """The best run, a table of all runs, where they are stored and what to try next."""
+    best = result.best_run
+    out.print(
+        f"[bold]Trained {len(result.runs)} models in {result.seconds:.1f}s.[/bold] "
+        f"Best: [bold]{escape(best.info.run_name)}[/bold] "
+        f"(accuracy {format_number(best.data.metrics.get('accuracy'))}, "
+        f"run {best.info.run_id})",
+        soft_wrap=True,
+    )
+    table = Table()
+    table.add_column("run id", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    for key in _SHOWN_METRICS:
+        table.add_column(key, justify="right")
+    for run in result.runs:
+        marker = " *" if run.info.run_id == best.info.run_id else ""
+        row = [run.info.run_id, run.info.run_name + marker]
+        row += [format_number(run.data.metrics.get(key)) for key in _SHOWN_METRICS]
+        add_row(table, *row)
+    out.print(table)
+    where = str(result.database) if result.database is not None else result.tracking_uri
+    uri_flag = "" if _is_default(result) else f" --tracking-uri {where}"
+    # Paths and commands are printed verbatim: no rich markup inside them.
+    for line in (
+        f"Database:  {where}",
+        f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
+        "",
+        "Next:",
+        f'  keel runs list --experiment keel-demo --order-by "metrics.accuracy DESC"{uri_flag}',
+        f"  keel runs show {best.info.run_id}{uri_flag}",
+        f"  keel runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
+    ):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+def _is_default(result: DemoResult) -> bool:
+    # The follow-up commands only need --tracking-uri when the demo did not
+    # write where a plain `keel` command would look.
+    from keel.uris import resolve_tracking_uri
+
+    return resolve_tracking_uri(None) == result.tracking_uri
