@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -60,15 +61,18 @@ def render_summary(result: DemoResult, out: Console) -> None:
     out.print(table)
     where = str(result.database) if result.database is not None else result.tracking_uri
     uri_flag = "" if _is_default(result) else f" --tracking-uri {where}"
+    # Under `uv run` the keel script lives in the project's .venv, not on PATH.
+    keel_cmd = "python3 -m uv run keel" if os.environ.get("UV_RUN_RECURSION_DEPTH") else "keel"
     # Paths and commands are printed verbatim: no rich markup inside them.
     for line in (
         f"Database:  {where}",
         f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
         "",
         "Next:",
-        f'  keel runs list --experiment keel-demo --order-by "metrics.accuracy DESC"{uri_flag}',
-        f"  keel runs show {best.info.run_id}{uri_flag}",
-        f"  keel runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
+        f"  {keel_cmd} runs list --experiment keel-demo "
+        f'--order-by "metrics.accuracy DESC"{uri_flag}',
+        f"  {keel_cmd} runs show {best.info.run_id}{uri_flag}",
+        f"  {keel_cmd} runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
     ):
         out.print(line, markup=False, soft_wrap=True)
 
