@@ -18,6 +18,7 @@ from keel.cli.output import (
     print_json,
 )
 from keel.errors import NotFound
+from keel.store.paging import collect_pages
 
 if TYPE_CHECKING:
     from keel.entities import Experiment
@@ -94,16 +95,11 @@ def list_experiments(
     """List experiments (active ones unless --all or --deleted)."""
     client = open_client(tracking_uri)
     view = view_type(show_all, deleted)
-    found: list[Experiment] = []
-    token: str | None = None
-    while len(found) < max_results:
-        page = client.search_experiments(
-            view, min(_PAGE, max_results - len(found)), filter_string, order_by, token
-        )
-        found.extend(page.items)
-        token = page.next_page_token
-        if not token:
-            break
+    found, token = collect_pages(
+        lambda n, tok: client.search_experiments(view, n, filter_string, order_by, tok),
+        max_results,
+        _PAGE,
+    )
     if json_output:
         print_json([experiment_to_dict(exp) for exp in found])
         return

@@ -31,6 +31,7 @@ from keel.cli.output import (
 from keel.entities import PARENT_RUN_ID_TAG, FileInfo, Run, ViewType
 from keel.errors import KeelError
 from keel.store.base import MAX_RESULTS_RUNS
+from keel.store.paging import collect_pages
 
 if TYPE_CHECKING:
     from keel.search.filter import Expr
@@ -63,14 +64,10 @@ def _experiment_ids(client: Client, refs: Sequence[str]) -> list[str]:
     """Ids of the named experiments; without names, every active experiment."""
     if refs:
         return list(dict.fromkeys(resolve_experiment(client, ref).experiment_id for ref in refs))
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.search_experiments(ViewType.ACTIVE_ONLY, 1000, page_token=token)
-        ids.extend(exp.experiment_id for exp in page.items)
-        token = page.next_page_token
-        if not token:
-            return ids
+    found, _ = collect_pages(
+        lambda n, token: client.search_experiments(ViewType.ACTIVE_ONLY, n, page_token=token)
+    )
+    return [exp.experiment_id for exp in found]
 
 
 def _keys_in(expr: Expr | None, entity: str) -> list[str]:
@@ -232,14 +229,12 @@ def list_runs(
     ids = _experiment_ids(client, experiment or [])
     runs: list[Run] = []
     token: str | None = None
-    while ids and len(runs) < max_results:
-        page = client.search_runs(
-            ids, filter_string or "", view, max_results - len(runs), clauses, token
+    if ids:
+        runs, token = collect_pages(
+            lambda n, tok: client.search_runs(ids, filter_string or "", view, n, clauses, tok),
+            max_results,
+            MAX_RESULTS_RUNS,
         )
-        runs.extend(page.items)
-        token = page.next_page_token
-        if not token:
-            break
     if json_output:
         print_json([run_to_dict(run) for run in runs])
         return

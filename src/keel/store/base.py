@@ -33,6 +33,7 @@ from keel.entities import (
     RunTag,
     ViewType,
 )
+from keel.store.paging import collect_pages
 
 # Documented limits (MLflow's values, so that scripts behave the same on both).
 MAX_METRICS_PER_BATCH = 1000
@@ -232,11 +233,8 @@ class TrackingStore(abc.ABC):
 
     def get_all_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of the metric, following page tokens."""
-        out: list[Metric] = []
-        token: str | None = None
-        while True:
-            page = self.get_metric_history(run_id, key, page_token=token)
-            out.extend(page.items)
-            token = page.next_page_token
-            if not token:
-                return out
+        points, _ = collect_pages(
+            lambda n, token: self.get_metric_history(run_id, key, n, token),
+            page_size=MAX_RESULTS_METRIC_HISTORY,
+        )
+        return points

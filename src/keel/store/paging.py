@@ -14,8 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
+from keel.entities import PagedList
 from keel.errors import InvalidParameter
+
+T = TypeVar("T")
 
 
 def _fingerprint(query: str) -> str:
@@ -49,3 +54,32 @@ def decode_token(token: str | None, query: str) -> int:
             "experiments). Start again without a page token."
         )
     return offset
+
+
+def collect_pages(
+    fetch: Callable[[int, str | None], PagedList[T]],
+    limit: int | None = None,
+    page_size: int = 1000,
+) -> tuple[list[T], str | None]:
+    """Follow page tokens until ``limit`` items (``None``: all) or the last page.
+
+    ``fetch(max_results, page_token)`` returns one page. Returns the items and
+    the token of the next page (``None`` when nothing is left).
+
+    >>> pages = {None: PagedList([1, 2], "b"), "b": PagedList([3], None)}
+    >>> collect_pages(lambda n, tok: pages[tok], page_size=2)
+    ([1, 2, 3], None)
+    >>> collect_pages(lambda n, tok: pages[tok], limit=2, page_size=2)
+    ([1, 2], 'b')
+    """
+    items: list[T] = []
+    token: str | None = None
+    while True:
+        want = page_size if limit is None else min(page_size, limit - len(items))
+        if want <= 0:
+            return items, token
+        page = fetch(want, token)
+        items.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            return items, None

@@ -38,6 +38,7 @@ from keel.entities import (
 from keel.errors import InvalidParameter, InvalidState, NotFound, require
 from keel.store import base as limits
 from keel.store.base import now_ms
+from keel.store.paging import collect_pages
 from keel.store.validation import validate_metric
 from keel.tracking import config
 from keel.tracking.client import Client, _as_str, _metric_value
@@ -189,17 +190,12 @@ def search_experiments(
 ) -> list[Experiment]:
     """Every matching experiment (or the first ``max_results``)."""
     client = _client()
-    out: list[Experiment] = []
-    token: str | None = None
-    while True:
-        want = limits.MAX_RESULTS_EXPERIMENTS if max_results is None else max_results - len(out)
-        page = client.search_experiments(
-            view_type, min(want, limits.MAX_RESULTS_EXPERIMENTS), filter_string, order_by, token
-        )
-        out.extend(page.items)
-        token = page.next_page_token
-        if not token or (max_results is not None and len(out) >= max_results):
-            return out
+    found, _ = collect_pages(
+        lambda n, token: client.search_experiments(view_type, n, filter_string, order_by, token),
+        max_results,
+        limits.MAX_RESULTS_EXPERIMENTS,
+    )
+    return found
 
 
 def delete_experiment(experiment_id: str) -> None:
@@ -467,20 +463,14 @@ def search_runs(
         else:
             ids = [_resolve_experiment_id(None)]
     runs: list[Run] = []
-    token: str | None = None
-    while ids and len(runs) < max_results:
-        page = client.search_runs(
-            ids,
-            filter_string,
-            run_view_type,
-            min(max_results - len(runs), limits.MAX_RESULTS_RUNS),
-            order_by,
-            token,
+    if ids:
+        runs, _ = collect_pages(
+            lambda n, token: client.search_runs(
+                ids, filter_string, run_view_type, n, order_by, token
+            ),
+            max_results,
+            limits.MAX_RESULTS_RUNS,
         )
-        runs.extend(page.items)
-        token = page.next_page_token
-        if not token:
-            break
     if output_format == "list":
         return runs
     return runs_to_dataframe(runs)

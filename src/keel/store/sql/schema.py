@@ -66,31 +66,25 @@ runs = sa.Table(
     sa.Index("ix_runs_experiment_start", "experiment_id", "lifecycle_stage", "start_time"),
 )
 
-params = sa.Table(
-    "params",
-    metadata,
-    sa.Column(
-        "run_uuid",
-        sa.String(32),
-        sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("key", sa.String(250), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
 
-tags = sa.Table(
-    "tags",
-    metadata,
-    sa.Column(
-        "run_uuid",
-        sa.String(32),
-        sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("key", sa.String(250), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
+def _run_key_values(name: str) -> sa.Table:
+    """A (run, key) -> value table: params and tags have the same shape."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "run_uuid",
+            sa.String(32),
+            sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+
+
+params = _run_key_values("params")
+tags = _run_key_values("tags")
 
 metrics = sa.Table(
     "metrics",
