@@ -26,7 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.sql.selectable import Join
 
 from keel.errors import InvalidParameter
 
@@ -165,6 +167,25 @@ def _sqlite_engine(url: str, *, echo: bool, write: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+class DrivingJoin(Join):
+    """``left JOIN right``, where SQLite must loop over ``left`` first.
+
+    SQLite's planner does not weigh ``ORDER BY ... LIMIT`` when it picks the
+    outer table; ``CROSS JOIN`` is its documented way to fix the join order.
+    Other databases get a plain JOIN and plan it themselves.
+    """
+
+    inherit_cache = True
+
+
+@compiles(DrivingJoin, "sqlite")
+def _driving_join_sqlite(element: DrivingJoin, compiler: Any, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = compiler.process(element.left, **kw)
+    right = compiler.process(element.right, **kw)
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
 
 
 def upsert(

@@ -80,6 +80,7 @@ def _run_key_values(name: str) -> sa.Table:
         ),
         sa.Column("key", sa.String(250), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
+        sqlite_with_rowid=False,
     )
 
 
@@ -118,6 +119,7 @@ latest_metrics = sa.Table(
     sa.Column("value", sa.Double, nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False),
     sa.Index("ix_latest_metrics_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 datasets = sa.Table(

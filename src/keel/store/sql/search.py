@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,12 +40,14 @@ from keel.entities import CONTEXT_TAG
 from keel.search.filter import And, Comparison, Expr
 from keel.search.order import OrderKey
 from keel.store.sql import schema
+from keel.store.sql.engine import DrivingJoin
 
 __all__ = [
     "experiment_filter_condition",
     "experiment_order_by",
     "run_filter_condition",
     "run_order_by",
+    "run_order_segments",
 ]
 
 Condition = ColumnElement[bool]
@@ -302,6 +305,59 @@ def run_order_by(keys: Sequence[OrderKey]) -> list[OrderClause]:
     runs = schema.runs
     clauses += [runs.c.start_time.desc(), runs.c.run_uuid.asc()]
     return clauses
+
+
+@dataclass(frozen=True)
+class OrderSegment:
+    """One slice of a run ordering, in an order the database can read from an index.
+
+    The slices, read one after the other, give exactly the order of
+    :func:`run_order_by`; each is ``SELECT ... FROM source WHERE condition
+    ORDER BY order_by``.
+    """
+
+    source: sa.FromClause
+    condition: Condition
+    order_by: list[OrderClause]
+
+
+def run_order_segments(
+    keys: Sequence[OrderKey], *, drive_from_metric: bool = False
+) -> list[OrderSegment]:
+    """The ordering of :func:`run_order_by`, split so that a metric sort uses its index.
+
+    Sorting by a metric through a per-run subquery makes the database visit
+    every run before it can return the first page. With ``drive_from_metric``
+    and a metric as first key, the runs that have a number for it are read
+    first, walking ``latest_metrics`` in ``(key, value)`` index order (see
+    :class:`~keel.store.sql.engine.DrivingJoin`), then the NaN ones, then the
+    ones without the metric: the same total order. That pays only for a small
+    page of runs that hold much of the metric's values; otherwise the one
+    segment is :func:`run_order_by`'s plain ordering.
+
+    >>> from keel.search.order import parse_order_by
+    >>> len(run_order_segments(parse_order_by(["metrics.acc DESC"]), drive_from_metric=True))
+    3
+    >>> len(run_order_segments(parse_order_by(["metrics.acc DESC"])))
+    1
+    >>> len(run_order_segments(parse_order_by(["params.lr"])))
+    1
+    """
+    runs = schema.runs
+    if not drive_from_metric or not keys or keys[0].entity != "metric":
+        return [OrderSegment(runs, sa.true(), run_order_by(keys))]
+    first, rest = keys[0], run_order_by(keys[1:])
+    lm = schema.latest_metrics.alias("order_metric")
+    on = sa.and_(lm.c.run_uuid == runs.c.run_uuid, lm.c.key == first.key)
+    joined = DrivingJoin(lm, runs, on)
+    value = lm.c.value.asc() if first.ascending else lm.c.value.desc()
+    other = schema.latest_metrics.alias()
+    missing = ~sa.exists().where(other.c.run_uuid == runs.c.run_uuid, other.c.key == first.key)
+    return [
+        OrderSegment(joined, lm.c.is_nan == sa.false(), [value, *rest]),
+        OrderSegment(joined, lm.c.is_nan == sa.true(), rest),
+        OrderSegment(runs, missing, rest),
+    ]
 
 
 def experiment_order_by(keys: Sequence[OrderKey]) -> list[OrderClause]:

@@ -42,7 +42,7 @@ from keel.errors import (
     StoreUnavailable,
 )
 from keel.search.filter import parse_filter
-from keel.search.order import parse_order_by
+from keel.search.order import OrderKey, parse_order_by
 from keel.store import base, validation
 from keel.store.base import TrackingStore, now_ms
 from keel.store.names import generate_run_name
@@ -51,14 +51,15 @@ from keel.store.sql import schema as t
 from keel.store.sql.engine import Database, upsert
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
+    OrderSegment,
     experiment_filter_condition,
     experiment_order_by,
     run_filter_condition,
-    run_order_by,
+    run_order_segments,
 )
 from keel.uris import redact
 
-_IN_CHUNK = 500  # ids per IN (...) list; well under every driver's parameter limit
+_IN_CHUNK = 900  # ids per IN (...) list: under SQLite's oldest limit of 999 parameters
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
@@ -419,17 +420,7 @@ class SqlTrackingStore(TrackingStore):
         out: dict[str, RunInfo] = {}
         for chunk in _chunks(run_ids):
             for r in conn.execute(sa.select(t.runs).where(t.runs.c.run_uuid.in_(chunk))):
-                out[r.run_uuid] = RunInfo(
-                    run_id=r.run_uuid,
-                    experiment_id=str(r.experiment_id),
-                    run_name=r.name,
-                    user_id=r.user_id,
-                    status=RunStatus(r.status),
-                    start_time=r.start_time,
-                    end_time=r.end_time,
-                    artifact_uri=r.artifact_uri,
-                    lifecycle_stage=LifecycleStage(r.lifecycle_stage),
-                )
+                out[r.run_uuid] = _run_info(r)
         return out
 
     def _load_runs(self, conn: Connection, infos: Sequence[RunInfo]) -> list[Run]:
@@ -440,20 +431,23 @@ class SqlTrackingStore(TrackingStore):
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         inputs: dict[str, list[DatasetInput]] = defaultdict(list)
         lm = t.latest_metrics
+        nan = math.nan
+        # fetchall() and tuple unpacking: this loop runs once per logged value
+        # of every run on the page, up to millions of times for a big search.
         for chunk in _chunks(ids):
-            for r in conn.execute(
+            for run_id, key, value, is_nan in conn.execute(
                 sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
                     lm.c.run_uuid.in_(chunk)
                 )
-            ):
-                metrics[r.run_uuid][r.key] = _metric_value(r)
+            ).all():
+                metrics[run_id][key] = nan if is_nan else value
             for table, target in ((t.params, params), (t.tags, tags)):
-                for row in conn.execute(
+                for run_id, key, value in conn.execute(
                     sa.select(table.c.run_uuid, table.c.key, table.c.value).where(
                         table.c.run_uuid.in_(chunk)
                     )
-                ):
-                    target[row.run_uuid][row.key] = row.value
+                ).all():
+                    target[run_id][key] = value
             self._load_inputs(conn, chunk, inputs)
         return [
             Run(
@@ -765,7 +759,7 @@ class SqlTrackingStore(TrackingStore):
             experiment_ids = [experiment_ids]
         run_view_type = ViewType(run_view_type)
         condition = run_filter_condition(parse_filter(filter_string, "runs"))
-        ordering = run_order_by(parse_order_by(order_by, "runs"))
+        order_keys = parse_order_by(order_by, "runs")
         query_id = (
             f"runs|{sorted(experiment_ids)}|{run_view_type.value}|{filter_string}|"
             f"{list(order_by or [])}"
@@ -774,24 +768,85 @@ class SqlTrackingStore(TrackingStore):
         exp_ints = [i for i in map(_exp_id_int, experiment_ids) if i is not None]
         if not exp_ints:
             return PagedList([], None)
-        stmt = (
-            sa.select(t.runs.c.run_uuid)
-            .where(
-                t.runs.c.experiment_id.in_(exp_ints),
-                t.runs.c.lifecycle_stage.in_([s.value for s in run_view_type.stages()]),
-                condition,
-            )
-            .order_by(*ordering)
-            .limit(max_results + 1)
-            .offset(offset)
+        where = (
+            t.runs.c.experiment_id.in_(exp_ints),
+            t.runs.c.lifecycle_stage.in_([s.value for s in run_view_type.stages()]),
+            condition,
         )
         with self._db.read() as conn:
-            ids = list(conn.execute(stmt).scalars())
-            page = ids[:max_results]
-            infos = self._run_infos(conn, page)
-            runs = self._load_runs(conn, [infos[i] for i in page])
-        token = encode_token(offset + max_results, query_id) if len(ids) > max_results else None
+            drive = self._metric_index_pays(conn, where, order_keys, offset + max_results + 1)
+            segments = run_order_segments(order_keys, drive_from_metric=drive)
+            rows = self._ordered_runs(conn, where, segments, offset, max_results + 1)
+            runs = self._load_runs(conn, [_run_info(r) for r in rows[:max_results]])
+        more = len(rows) > max_results
+        token = encode_token(offset + max_results, query_id) if more else None
         return PagedList(runs, token)
+
+    @staticmethod
+    def _metric_index_pays(
+        conn: Connection, where: Sequence[Any], keys: Sequence[OrderKey], wanted: int
+    ) -> bool:
+        """Should SQLite read a metric-sorted page from the metric's index first?
+
+        Yes when the page is a small part of the candidate runs (else one scan
+        and a sort is cheaper) and those runs hold at least half of the
+        metric's values (else the index walk wades through other experiments).
+        PostgreSQL's planner has statistics and makes this choice itself.
+        """
+        if conn.dialect.name != "sqlite" or not keys or keys[0].entity != "metric":
+            return False
+        candidates = conn.execute(
+            sa.select(sa.func.count()).select_from(t.runs).where(*where[:2])
+        ).scalar_one()
+        if wanted * 20 > candidates:
+            return False
+        lm = t.latest_metrics
+        with_metric = conn.execute(
+            sa.select(sa.func.count()).select_from(lm).where(lm.c.key == keys[0].key)
+        ).scalar_one()
+        return bool(candidates * 2 >= with_metric)
+
+    @staticmethod
+    def _ordered_runs(
+        conn: Connection,
+        where: Sequence[Any],
+        segments: Sequence[OrderSegment],
+        offset: int,
+        limit: int,
+    ) -> list[Any]:
+        """Rows ``offset .. offset + limit`` of the matching runs, segment by segment."""
+        found: list[Any] = []
+        skip = offset
+        for segment in segments:
+            stmt = (
+                sa.select(t.runs)
+                .select_from(segment.source)
+                .where(*where, segment.condition)
+                .order_by(*segment.order_by)
+            )
+            if len(segments) == 1:
+                return list(conn.execute(stmt.offset(skip).limit(limit)).all())
+            # Without knowing a segment's size, read through the skipped rows.
+            rows = list(conn.execute(stmt.limit(skip + limit - len(found))).all())
+            found.extend(rows[skip:])
+            skip = max(0, skip - len(rows))
+            if len(found) >= limit:
+                break
+        return found
+
+
+def _run_info(r: Any) -> RunInfo:
+    return RunInfo(
+        run_id=r.run_uuid,
+        experiment_id=str(r.experiment_id),
+        run_name=r.name,
+        user_id=r.user_id,
+        status=RunStatus(r.status),
+        start_time=r.start_time,
+        end_time=r.end_time,
+        artifact_uri=r.artifact_uri,
+        lifecycle_stage=LifecycleStage(r.lifecycle_stage),
+    )
 
 
 def _validate_dataset(d: DatasetInput) -> None:

@@ -71,6 +71,7 @@ def upgrade() -> None:
             ),
             sa.Column("key", sa.String(250), primary_key=True),
             sa.Column("value", value_type, nullable=False),
+            sqlite_with_rowid=False,
         )
     op.create_table(
         "metrics",
@@ -100,6 +101,7 @@ def upgrade() -> None:
         sa.Column("timestamp", BigInt, nullable=False),
         sa.Column("value", sa.Double, nullable=False),
         sa.Column("is_nan", sa.Boolean, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
     op.create_table(
