@@ -481,37 +481,27 @@ def runs_to_dataframe(runs: Sequence[Run]) -> Any:
     require("pandas", "pandas", "search_runs(output_format='pandas')")
     import pandas as pd
 
-    info_cols = [
-        "run_id",
-        "experiment_id",
-        "run_name",
-        "status",
-        "artifact_uri",
-        "start_time",
-        "end_time",
-    ]
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     param_keys = sorted({k for r in runs for k in r.data.params})
     tag_keys = sorted({k for r in runs for k in r.data.tags})
-    columns: dict[str, list[Any]] = {c: [] for c in info_cols}
-    for prefix, keys in (("metrics", metric_keys), ("params", param_keys), ("tags", tag_keys)):
+    infos = [r.info for r in runs]
+    columns: dict[str, list[Any]] = {
+        "run_id": [i.run_id for i in infos],
+        "experiment_id": [i.experiment_id for i in infos],
+        "run_name": [i.run_name for i in infos],
+        "status": [i.status.value for i in infos],
+        "artifact_uri": [i.artifact_uri for i in infos],
+        "start_time": [i.start_time for i in infos],
+        "end_time": [i.end_time for i in infos],
+    }
+    for prefix, keys, field in (
+        ("metrics", metric_keys, "metrics"),
+        ("params", param_keys, "params"),
+        ("tags", tag_keys, "tags"),
+    ):
+        values = [getattr(r.data, field) for r in runs]
         for k in keys:
-            columns[f"{prefix}.{k}"] = []
-    for r in runs:
-        i = r.info
-        columns["run_id"].append(i.run_id)
-        columns["experiment_id"].append(i.experiment_id)
-        columns["run_name"].append(i.run_name)
-        columns["status"].append(i.status.value)
-        columns["artifact_uri"].append(i.artifact_uri)
-        columns["start_time"].append(i.start_time)
-        columns["end_time"].append(i.end_time)
-        for k in metric_keys:
-            columns[f"metrics.{k}"].append(r.data.metrics.get(k))
-        for k in param_keys:
-            columns[f"params.{k}"].append(r.data.params.get(k))
-        for k in tag_keys:
-            columns[f"tags.{k}"].append(r.data.tags.get(k))
+            columns[f"{prefix}.{k}"] = [v.get(k) for v in values]
     df = pd.DataFrame(columns)
     for col in ("start_time", "end_time"):
         df[col] = pd.to_datetime(df[col], unit="ms", utc=True)

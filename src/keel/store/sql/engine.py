@@ -188,6 +188,23 @@ def _driving_join_sqlite(element: DrivingJoin, compiler: Any, **kw: Any) -> str:
     return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
 
 
+def fetch_tuples(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """All rows of ``stmt`` as the driver's plain tuples, skipping SQLAlchemy's Row objects.
+
+    For loops over hundreds of thousands of rows (loading a big search result),
+    where building a Row per row costs as much as SQLite reading it. Values
+    come as the driver returns them: use it for text, numbers and truthiness.
+    """
+    result = conn.execute(stmt)
+    cursor = getattr(result, "cursor", None)
+    if cursor is None:  # not a DBAPI-backed result: take the portable path
+        return [tuple(row) for row in result]
+    try:
+        return list(cursor.fetchall())
+    finally:
+        result.close()
+
+
 def upsert(
     conn: Connection,
     table: sa.Table,

@@ -48,7 +48,7 @@ from keel.store.base import TrackingStore, now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import Database, upsert
+from keel.store.sql.engine import Database, fetch_tuples, upsert
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
     OrderSegment,
@@ -435,18 +435,20 @@ class SqlTrackingStore(TrackingStore):
         # fetchall() and tuple unpacking: this loop runs once per logged value
         # of every run on the page, up to millions of times for a big search.
         for chunk in _chunks(ids):
-            for run_id, key, value, is_nan in conn.execute(
+            for run_id, key, value, is_nan in fetch_tuples(
+                conn,
                 sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
                     lm.c.run_uuid.in_(chunk)
-                )
-            ).all():
+                ),
+            ):
                 metrics[run_id][key] = nan if is_nan else value
             for table, target in ((t.params, params), (t.tags, tags)):
-                for run_id, key, value in conn.execute(
+                for run_id, key, value in fetch_tuples(
+                    conn,
                     sa.select(table.c.run_uuid, table.c.key, table.c.value).where(
                         table.c.run_uuid.in_(chunk)
-                    )
-                ).all():
+                    ),
+                ):
                     target[run_id][key] = value
             self._load_inputs(conn, chunk, inputs)
         return [
