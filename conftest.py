@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 import keel
 from keel.store import clear_store_cache
 from keel.tracking import fluent, writer
 
 collect_ignore = ["src/keel/store/sql/migrations"]
+
+# CI replays the same examples every run, so a submission lands or fails on its
+# own merits; locally, every run explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
