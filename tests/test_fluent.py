@@ -402,3 +402,14 @@ def test_forked_workers_log_into_the_parent_run(tracking: Path) -> None:
     history = keel.Client().get_metric_history(run.info.run_id, "from_children")
     assert len(history) == 1500
     assert keel.get_run(run.info.run_id).data.metrics["from_parent"] == 1.0
+
+
+def test_log_metric_to_an_explicit_run(tracking: Path) -> None:
+    c = keel.Client()
+    run = c.create_run("0")
+    keel.log_metric("m", 1.0, 3, False, 1234, run.info.run_id)  # MLflow's positional order
+    keel.log_metrics({"a": 1.0, "b": 2.0}, step=1, run_id=run.info.run_id)
+    assert keel.active_run() is None
+    history = c.get_metric_history(run.info.run_id, "m")
+    assert [(m.step, m.timestamp) for m in history] == [(3, 1234)]
+    assert c.get_run(run.info.run_id).data.metrics == {"m": 1.0, "a": 1.0, "b": 2.0}

@@ -356,23 +356,30 @@ def log_metric(
     key: str,
     value: float,
     step: int | None = None,
-    timestamp: int | None = None,
     synchronous: bool | None = None,
+    timestamp: int | None = None,
+    run_id: str | None = None,
 ) -> None:
-    """Log one point; queued and committed in the background unless ``synchronous=True``."""
+    """Log one point; queued and committed in the background unless ``synchronous=True``.
+
+    The point goes to the active run, or to ``run_id`` when given (MLflow's order of
+    arguments).
+    """
     metric = Metric(key, _metric_value(key, value), timestamp or now_ms(), step or 0)
-    _queue(_run_id(), [metric], synchronous)
+    _queue(run_id or _run_id(), [metric], synchronous)
 
 
 def log_metrics(
     metrics: Mapping[str, float],
     step: int | None = None,
-    timestamp: int | None = None,
     synchronous: bool | None = None,
+    run_id: str | None = None,
+    timestamp: int | None = None,
 ) -> None:
+    """Log several metrics at one step and time (see :func:`log_metric`)."""
     ts = timestamp or now_ms()
     points = [Metric(k, _metric_value(k, v), ts, step or 0) for k, v in metrics.items()]
-    _queue(_run_id(), points, synchronous)
+    _queue(run_id or _run_id(), points, synchronous)
 
 
 def set_tag(key: str, value: Any) -> None:
