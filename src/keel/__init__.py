@@ -64,6 +64,18 @@ from keel.tracking.fluent import (
     start_run,
 )
 
+_SUBMODULES = ("models", "sklearn")
+
+
+def __getattr__(name: str) -> object:
+    # keel.models and keel.sklearn load on first use: `import keel` stays light.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"keel.{name}")
+    raise AttributeError(f"module 'keel' has no attribute {name!r}")
+
+
 __all__ = [
     "ActiveRun",
     "Client",

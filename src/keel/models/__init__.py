@@ -1,0 +1,42 @@
+"""Model packages that survive the trip to production: ``keel.models.save`` / ``load``.
+
+>>> import keel
+>>> keel.models.save(pipe, "out/model", input_example=X[:5])     # doctest: +SKIP
+>>> m = keel.models.load("runs:/<run_id>/model")                  # doctest: +SKIP
+>>> m.predict(X)                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from keel.models.package import LoadedModel, ModelRefused, load_model, save_model
+
+__all__ = ["LoadedModel", "ModelRefused", "load", "resolve_model_uri", "save"]
+
+save = save_model
+
+
+def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
+    """A local directory for a model URI: a plain path or ``runs:/<run_id>/<path>``."""
+    text = os.fspath(uri)
+    if text.startswith("runs:/"):
+        from keel.errors import InvalidParameter
+        from keel.tracking.client import Client
+
+        run_id, _, artifact_path = text[len("runs:/") :].strip("/").partition("/")
+        if not run_id or not artifact_path:
+            raise InvalidParameter(
+                f"Invalid model URI {text!r}: expected runs:/<run_id>/<artifact path>."
+            )
+        dst = tempfile.mkdtemp(prefix="keel-model-")
+        return Path(Client().download_artifacts(run_id, artifact_path, dst))
+    return Path(text)
+
+
+def load(uri: str | os.PathLike[str], **checks: Any) -> LoadedModel:
+    """Load a package from a path or ``runs:/`` URI with every check (see ``load_model``)."""
+    return load_model(resolve_model_uri(uri), **checks)

@@ -1,0 +1,345 @@
+"""Model packages: save a model with everything needed to load it safely elsewhere.
+
+A package is a directory::
+
+    MLmodel            MLflow-compatible descriptor (flavors, signature, example)
+    model.pkl          the pickled model
+    requirements.txt   exact versions of what the pickle needs (from its opcodes)
+    python_env.yaml    MLflow's environment file
+    input_example.json the example rows, MLflow's "split" layout
+    keel.json          environment lock, sha256 of every file, provenance,
+                       the pickle's globals, the golden sample
+
+Loading checks, in order and before anything is unpickled: integrity (every
+sha256), safety (the pickle's globals against an allow-list), environment
+(the lock against this interpreter); then it unpickles and re-predicts the
+golden sample. Any failure refuses the model with the reason and the fix.
+
+>>> import numpy as np, tempfile
+>>> from sklearn.linear_model import LogisticRegression
+>>> x = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
+>>> path = save_model(LogisticRegression().fit(x, y), tempfile.mkdtemp() + "/m", input_example=x)
+>>> load_model(path).predict(x).tolist()
+[0, 0, 1, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import platform
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from keel import __version__
+from keel.errors import InvalidParameter, KeelError, NotFound
+from keel.models.environment import (
+    EnvironmentLock,
+    EnvironmentReport,
+    capture_environment,
+    check_environment,
+)
+from keel.models.golden import DEFAULT_ROWS, GoldenSample, capture_golden, compare_golden
+from keel.models.pickle_refs import scan_pickle
+from keel.models.safety import check_pickle
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pkl"
+KEEL_FILE = "keel.json"
+PICKLE_PROTOCOL = 5
+_CHUNK = 1 << 20
+
+
+class ModelRefused(KeelError):
+    """A package failed a check; the message lists what and how to fix it."""
+
+    error_code = "INVALID_STATE"
+    http_status = 400
+
+
+@dataclass
+class LoadedModel:
+    """A model that passed every check, with what the checks found.
+
+    ``predict`` and friends delegate to the model; ``backend`` says what
+    answers (``native`` now; ``onnx`` when the twin stands in).
+    """
+
+    model: Any
+    path: Path
+    flavor: str
+    backend: str = "native"
+    environment: EnvironmentReport | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def predict(self, data: Any) -> Any:
+        return self.model.predict(data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("predict_proba", "decision_function", "transform", "score"):
+            return getattr(self.model, name)
+        raise AttributeError(name)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _flavor(model: Any) -> str:
+    module = type(model).__module__
+    if module == "sklearn" or module.startswith("sklearn."):
+        return "sklearn"
+    try:
+        from sklearn.base import BaseEstimator
+    except ImportError:  # pragma: no cover - without sklearn there are no sklearn models
+        return _plain_flavor(model)
+    if isinstance(model, BaseEstimator):
+        return "sklearn"
+    return _plain_flavor(model)
+
+
+def _plain_flavor(model: Any) -> str:
+    if callable(getattr(model, "predict", None)):
+        return "python_function"
+    raise InvalidParameter(
+        f"Cannot package a {type(model).__name__}: it has no predict method. Wrap it in an "
+        "object with predict(data) or pass a scikit-learn estimator."
+    )
+
+
+def _signature(example: Any) -> dict[str, str] | None:
+    """MLflow's signature: column specs for DataFrames, a tensor spec for arrays."""
+    if example is None:
+        return None
+    if hasattr(example, "columns") and hasattr(example, "dtypes"):
+        cols = [
+            {"type": _mlflow_type(str(dtype)), "name": str(name), "required": True}
+            for name, dtype in zip(example.columns, example.dtypes, strict=True)
+        ]
+        return {"inputs": json.dumps(cols), "outputs": None, "params": None}  # type: ignore[dict-item]
+    import numpy as np
+
+    arr = np.asarray(example)
+    spec = [
+        {"type": "tensor", "tensor-spec": {"dtype": str(arr.dtype), "shape": [-1, *arr.shape[1:]]}}
+    ]
+    return {"inputs": json.dumps(spec), "outputs": None, "params": None}  # type: ignore[dict-item]
+
+
+def _mlflow_type(dtype: str) -> str:
+    if dtype.startswith(("int", "uint")):
+        return "long"
+    if dtype.startswith("float"):
+        return "double"
+    if dtype == "bool":
+        return "boolean"
+    if dtype.startswith("datetime"):
+        return "datetime"
+    return "string"
+
+
+def _example_json(example: Any) -> dict[str, Any]:
+    from keel.models.golden import encode_frame
+
+    enc = encode_frame(example, DEFAULT_ROWS)
+    if enc["kind"] == "dataframe":
+        return {"columns": enc["columns"], "data": enc["data"]}
+    import numpy as np
+
+    return {"inputs": np.asarray(example)[:DEFAULT_ROWS].tolist()}
+
+
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    input_example: Any = None,
+    training_data: Any = None,
+    provenance: Mapping[str, Any] | None = None,
+    golden_rows: int = DEFAULT_ROWS,
+) -> Path:
+    """Write a package to ``path`` (which must not exist); return its path.
+
+    ``input_example`` (or else the first rows of ``training_data``) becomes the
+    example and the golden sample; one of them is required.
+    """
+    target = Path(path)
+    if target.exists():
+        raise InvalidParameter(f"Cannot save to {target}: it already exists. Choose a new path.")
+    sample_source = input_example if input_example is not None else training_data
+    if sample_source is None:
+        raise InvalidParameter(
+            "save_model needs input_example= or training_data=: the package keeps a golden "
+            "sample of rows to prove, after loading, that the model answers as it did."
+        )
+    flavor = _flavor(model)
+    payload = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
+    scan = scan_pickle(payload)
+    lock = capture_environment(scan.modules)
+    golden = capture_golden(model, sample_source, golden_rows)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        (staging / MODEL_FILE).write_bytes(payload)
+        (staging / "requirements.txt").write_text(lock.requirements_txt())
+        (staging / "python_env.yaml").write_text(lock.python_env_yaml())
+        example = input_example if input_example is not None else training_data
+        (staging / "input_example.json").write_text(json.dumps(_example_json(example)))
+        _write_mlmodel(staging, flavor, example)
+        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "keel_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "flavor": flavor,
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "model_file": MODEL_FILE,
+            "serializer": f"pickle-{PICKLE_PROTOCOL}",
+            "environment": lock.to_dict(),
+            "files": files,
+            "pickle": {"protocol": scan.protocol, "globals": [g.dotted for g in scan.globals]},
+            "provenance": dict(provenance or {}),
+            "golden": golden.to_dict(),
+            "onnx": None,
+        }
+        (staging / KEEL_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
+    import yaml
+
+    flavors: dict[str, Any] = {
+        "python_function": {
+            "env": {"virtualenv": "python_env.yaml"},
+            "loader_module": "mlflow.sklearn" if flavor == "sklearn" else "keel.models",
+            "model_path": MODEL_FILE,
+            "predict_fn": "predict",
+            "python_version": platform.python_version(),
+        }
+    }
+    if flavor == "sklearn":
+        import sklearn
+
+        flavors["sklearn"] = {
+            "pickled_model": MODEL_FILE,
+            "serialization_format": "pickle",
+            "sklearn_version": sklearn.__version__,
+            "code": None,
+        }
+    descriptor: dict[str, Any] = {
+        "artifact_path": "model",
+        "flavors": flavors,
+        "model_uuid": uuid.uuid4().hex,
+        "utc_time_created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "saved_input_example_info": {
+            "artifact_path": "input_example.json",
+            "type": "dataframe" if hasattr(example, "columns") else "ndarray",
+            "format": "tf-serving" if not hasattr(example, "columns") else None,
+            "pandas_orient": "split" if hasattr(example, "columns") else None,
+        },
+    }
+    signature = _signature(example)
+    if signature:
+        descriptor["signature"] = signature
+    (directory / "MLmodel").write_text(yaml.safe_dump(descriptor, sort_keys=False))
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((root / KEEL_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelRefused(f"{root / KEEL_FILE} cannot be read as JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise ModelRefused(
+            f"{root} is a Keel package of an unknown format "
+            f"({meta.get('format_version') if isinstance(meta, dict) else '?'}); "
+            "upgrade Keel to load it."
+        )
+    return meta
+
+
+def _inside(root: Path, name: object) -> Path:
+    """A file named by package metadata; refuse anything that leaves the package."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ModelRefused(f"The package names the file {name!r}, which is not a plain file name.")
+    return root / name
+
+
+def verify_integrity(root: Path, files: Mapping[str, str]) -> None:
+    """Every listed file has its recorded sha256, and the model file is listed."""
+    problems = []
+    for name, expected in files.items():
+        file = _inside(root, name)
+        if not file.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(file) != expected:
+            problems.append(f"{name} was changed after the package was saved")
+    if problems:
+        raise ModelRefused(
+            f"The package at {root} failed its integrity check: " + "; ".join(problems) + ". "
+            "Do not use it; save or download the package again."
+        )
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    policy: str = "compatible",
+    trusted: Iterable[str] = (),
+    check_golden: bool = True,
+) -> LoadedModel:
+    """Load a package after integrity, safety and environment checks; then verify its outputs.
+
+    ``policy`` is ``strict``, ``compatible`` (default) or ``warn``; ``trusted``
+    names globals (``module.name`` or ``prefix.``) the caller vouches for.
+    """
+    root = Path(path)
+    if not (root / KEEL_FILE).is_file():
+        if (root / "MLmodel").is_file():
+            raise ModelRefused(
+                f"{root} is an MLflow model without Keel's keel.json; loading MLflow-format "
+                "packages is not supported by this version of Keel yet."
+            )
+        raise NotFound(f"No model package at {root} (no keel.json or MLmodel there).")
+    meta = _read_meta(root)
+    files = meta.get("files")
+    if not isinstance(files, dict) or meta.get("model_file") not in files:
+        raise ModelRefused(f"{root / KEEL_FILE} does not list the model file's checksum.")
+    verify_integrity(root, files)
+    payload = _inside(root, meta["model_file"]).read_bytes()
+    check_pickle(payload, trusted=trusted)
+    lock = EnvironmentLock.from_dict(meta["environment"])
+    report = check_environment(lock, policy=policy)
+    if not report.ok:
+        raise ModelRefused(f"The model at {root} cannot be loaded safely here.\n{report.message()}")
+    model = pickle.loads(payload)
+    loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
+    if report.mismatches:
+        loaded.warnings.append(report.message())
+    if check_golden and meta.get("golden"):
+        problems = compare_golden(model, GoldenSample.from_dict(meta["golden"]))
+        if problems:
+            raise ModelRefused(
+                f"The model at {root} loads but does not answer as it did when saved: "
+                + "; ".join(problems)
+                + ". Load it in the environment it was saved in (see requirements.txt)."
+            )
+    return loaded
