@@ -287,20 +287,22 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
 # -- docs/cli.md stays in step with --help -------------------------------------
 
 HELP_MARKER = re.compile(r"<!-- help: (?P<cmd>keel[a-z ]*?) -->\n```text\n(?P<body>.*?)```", re.S)
-COMMANDS = [
-    "keel",
-    "keel experiments list",
-    "keel experiments create",
-    "keel experiments delete",
-    "keel experiments restore",
-    "keel runs list",
-    "keel runs show",
-    "keel runs delete",
-    "keel runs restore",
-    "keel db upgrade",
-    "keel db current",
-    "keel demo",
-]
+
+
+def _leaf_commands() -> list[str]:
+    """Every command the app has, found by walking it: a new one cannot go undocumented."""
+    import typer
+
+    def walk(cmd: object, path: str) -> list[str]:
+        subcommands: dict[str, object] | None = getattr(cmd, "commands", None)
+        if subcommands:
+            return [c for name, sub in subcommands.items() for c in walk(sub, f"{path} {name}")]
+        return [path]
+
+    return ["keel", *walk(typer.main.get_command(app), "keel")]
+
+
+COMMANDS = _leaf_commands()
 
 
 def help_text(command: str) -> str:

@@ -262,7 +262,15 @@ def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
     (directory / "MLmodel").write_text(yaml.safe_dump(descriptor, sort_keys=False))
 
 
-def _read_meta(root: Path) -> dict[str, Any]:
+def read_meta(root: Path) -> dict[str, Any]:
+    """The package's keel.json; NotFound without one, ModelRefused when unreadable."""
+    if not (root / KEEL_FILE).is_file():
+        if (root / "MLmodel").is_file():
+            raise ModelRefused(
+                f"{root} is an MLflow model without Keel's keel.json; loading MLflow-format "
+                "packages is not supported by this version of Keel yet."
+            )
+        raise NotFound(f"No model package at {root} (no keel.json or MLmodel there).")
     try:
         meta = json.loads((root / KEEL_FILE).read_text())
     except (OSError, ValueError) as exc:
@@ -283,8 +291,18 @@ def _inside(root: Path, name: object) -> Path:
     return root / name
 
 
-def verify_integrity(root: Path, files: Mapping[str, str]) -> None:
-    """Every listed file has its recorded sha256, and the model file is listed."""
+def model_file(root: Path, meta: Mapping[str, Any]) -> Path:
+    """The pickled model's path, which must be a checksummed file inside the package."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or meta.get("model_file") not in files:
+        raise ModelRefused(f"{root / KEEL_FILE} does not list the model file's checksum.")
+    return _inside(root, meta["model_file"])
+
+
+def verify_integrity(root: Path, files: object) -> None:
+    """Every listed file exists inside the package with its recorded sha256."""
+    if not isinstance(files, dict) or not files:
+        raise ModelRefused(f"{root / KEEL_FILE} lists no file checksums; the package is damaged.")
     problems = []
     for name, expected in files.items():
         file = _inside(root, name)
@@ -312,19 +330,9 @@ def load_model(
     names globals (``module.name`` or ``prefix.``) the caller vouches for.
     """
     root = Path(path)
-    if not (root / KEEL_FILE).is_file():
-        if (root / "MLmodel").is_file():
-            raise ModelRefused(
-                f"{root} is an MLflow model without Keel's keel.json; loading MLflow-format "
-                "packages is not supported by this version of Keel yet."
-            )
-        raise NotFound(f"No model package at {root} (no keel.json or MLmodel there).")
-    meta = _read_meta(root)
-    files = meta.get("files")
-    if not isinstance(files, dict) or meta.get("model_file") not in files:
-        raise ModelRefused(f"{root / KEEL_FILE} does not list the model file's checksum.")
-    verify_integrity(root, files)
-    payload = _inside(root, meta["model_file"]).read_bytes()
+    meta = read_meta(root)
+    verify_integrity(root, meta.get("files"))
+    payload = model_file(root, meta).read_bytes()
     check_pickle(payload, trusted=trusted)
     lock = EnvironmentLock.from_dict(meta["environment"])
     report = check_environment(lock, policy=policy)

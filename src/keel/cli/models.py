@@ -1,0 +1,142 @@
+"""``keel models``: look inside a package, check it would load, print its lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from keel.cli.output import JsonOutput, console, key_value_table, print_json
+
+app = typer.Typer(
+    help="Inspect model packages and check, before deployment, that they would load.",
+    no_args_is_help=True,
+)
+
+ModelUri = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="A package directory or runs:/<run_id>/<path>.",
+        show_default=False,
+    ),
+]
+
+
+def _resolve(uri: str) -> Path:
+    from keel.models import resolve_model_uri
+
+    return resolve_model_uri(uri)
+
+
+@app.command("inspect")
+def inspect_package(model: ModelUri, json_output: JsonOutput = False) -> None:
+    """Show what is inside a package: flavor, environment lock, provenance, files, globals."""
+    from keel.models.package import read_meta
+
+    root = _resolve(model)
+    meta = read_meta(root)
+    summary: dict[str, Any] = {
+        "path": str(root),
+        "flavor": meta.get("flavor"),
+        "model_class": meta.get("model_class"),
+        "serializer": meta.get("serializer"),
+        "created": meta.get("created"),
+        "keel_version": meta.get("keel_version"),
+        "environment": meta.get("environment"),
+        "provenance": meta.get("provenance"),
+        "files": meta.get("files"),
+        "pickle_globals": (meta.get("pickle") or {}).get("globals", []),
+        "golden_outputs": sorted((meta.get("golden") or {}).get("outputs", {})),
+    }
+    if json_output:
+        print_json(summary)
+        return
+    out = console()
+    env = summary["environment"] or {}
+    out.print(
+        key_value_table(
+            f"Package {root}",
+            [
+                ("flavor", str(summary["flavor"])),
+                ("model", str(summary["model_class"])),
+                ("serializer", str(summary["serializer"])),
+                ("created", str(summary["created"])),
+                ("python", f"{env.get('implementation')} {env.get('python')}"),
+                ("platform", str(env.get("platform"))),
+                ("golden sample", ", ".join(summary["golden_outputs"]) or "none"),
+            ],
+        )
+    )
+    out.print(key_value_table("Environment lock", sorted((env.get("packages") or {}).items())))
+    provenance = summary["provenance"] or {}
+    if provenance:
+        out.print(key_value_table("Provenance", [(k, str(v)) for k, v in provenance.items()]))
+    out.print(key_value_table("Files (sha256)", sorted((summary["files"] or {}).items())))
+    out.print(key_value_table("Pickle globals", [(g, "") for g in summary["pickle_globals"]]))
+
+
+@app.command()
+def doctor(
+    model: ModelUri,
+    target: Annotated[
+        Path | None,
+        typer.Option(
+            "--target",
+            metavar="REQUIREMENTS",
+            help="Check against this pinned requirements file (e.g. from `pip freeze` on "
+            "the server) instead of this environment.",
+            show_default=False,
+        ),
+    ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option("--python", metavar="X.Y", help="The target's Python version."),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", help="strict, compatible or warn.")
+    ] = "compatible",
+    json_output: JsonOutput = False,
+) -> None:
+    """Would the package load here (or in --target)? Every check with its fix; nothing unpickled.
+
+    Exit code 0 when it would load, 1 when it would be refused.
+    """
+    from keel.errors import InvalidParameter
+    from keel.models.doctor import diagnose
+    from keel.models.environment import POLICIES, parse_requirements
+
+    if policy not in POLICIES:
+        raise InvalidParameter(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
+    installed = None
+    if target is not None:
+        if not target.is_file():
+            raise InvalidParameter(f"No requirements file at {target}.")
+        installed = parse_requirements(target.read_text())
+    result = diagnose(_resolve(model), policy=policy, target=installed, target_python=python)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        out = console()
+        for check in result.checks:
+            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+            out.print(f"{mark} {check.name}", highlight=False)
+            for line in check.detail.splitlines():
+                out.print(f"       {line}", markup=False, highlight=False)
+        verdict = "would load" if result.ok else "would be refused"
+        out.print(f"\n{result.path}: {verdict}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def lock(model: ModelUri) -> None:
+    """Print the package's exact requirements (pip install -r ready)."""
+    from keel.models.environment import EnvironmentLock
+    from keel.models.package import read_meta
+
+    meta = read_meta(_resolve(model))
+    env = EnvironmentLock.from_dict(meta["environment"])
+    typer.echo(f"# python {env.python} ({env.implementation}, {env.platform})")
+    typer.echo(env.requirements_txt(), nl=False)
