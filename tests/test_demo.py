@@ -38,6 +38,11 @@ def test_demo_command_quick(tracking: Path) -> None:
 
     best_id = parent.data.tags["best_run_id"]
     best = client.get_run(best_id)
+    # The best model is a package in its run; it loads with every check and predicts.
+    assert f"runs:/{best_id}/model" in out and "would load here" in out
+    keel.set_tracking_uri(str(db))
+    package = keel.models.load(f"runs:/{best_id}/model")
+    assert package.predict(__import__("numpy").zeros((1, 30))).shape == (1,)
     assert best.data.metrics["accuracy"] == max(c.data.metrics["accuracy"] for c in children)
     assert {"accuracy", "f1", "roc_auc", "cv_accuracy_mean"} <= set(best.data.metrics)
     assert 0.8 < best.data.metrics["accuracy"] <= 1

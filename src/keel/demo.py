@@ -95,6 +95,7 @@ class _Data:
 class _Evaluation:
     y_pred: Any
     metrics: dict[str, float]
+    model: Any = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ class DemoResult:
     runs: list[Run]
     artifacts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    model_uri: str | None = None
+    diagnosis: Any = None  # keel.models.doctor.Diagnosis of the best model's package
 
     @property
     def database(self) -> Path | None:
@@ -168,7 +171,7 @@ def _train(candidate: Candidate, data: _Data, folds: int) -> _Evaluation:
         "train_seconds": time.perf_counter() - started,
     }
     keel.log_metrics(metrics)
-    return _Evaluation(y_pred, metrics)
+    return _Evaluation(y_pred, metrics, model)
 
 
 def _progress(items: list[Candidate], console: Console | None) -> Iterator[Candidate]:
@@ -239,6 +242,22 @@ def _log_best_artifacts(run: Run, evaluation: _Evaluation, data: _Data) -> list[
     return logged
 
 
+def _package_best_model(run: Run, evaluation: _Evaluation, data: _Data) -> tuple[str, Any]:
+    """Save the best model as a package in its run, then check it as a server would."""
+    from keel.models import resolve_model_uri
+    from keel.models.doctor import diagnose
+    from keel.sklearn import log_model
+
+    uri = log_model(
+        evaluation.model,
+        "model",
+        input_example=data.x_test[:5],
+        training_data=data.x_train,
+        run_id=run.info.run_id,
+    )
+    return uri, diagnose(resolve_model_uri(uri))
+
+
 def run_demo(
     tracking_uri: str | None = None, *, quick: bool = False, console: Console | None = None
 ) -> DemoResult:
@@ -281,6 +300,7 @@ def run_demo(
         keel.set_tag("best_run_id", best.info.run_id)
         keel.log_metric("best_accuracy", best.data.metrics["accuracy"], synchronous=True)
     artifacts = _log_best_artifacts(best, evaluations[best.info.run_id], data)
+    model_uri, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
     return DemoResult(
         tracking_uri=keel.get_tracking_uri(),
         experiment_id=experiment.experiment_id,
@@ -289,4 +309,6 @@ def run_demo(
         runs=list(children),
         artifacts=artifacts,
         seconds=time.perf_counter() - started,
+        model_uri=model_uri,
+        diagnosis=diagnosis,
     )

@@ -12,6 +12,8 @@ from typing import Any
 
 from keel.models.package import save_model
 from keel.tracking import fluent
+from keel.tracking.client import Client
+from keel.tracking.config import get_tracking_uri
 
 
 def log_model(
@@ -20,20 +22,26 @@ def log_model(
     *,
     input_example: Any = None,
     training_data: Any = None,
+    run_id: str | None = None,
 ) -> str:
-    """Save the model as a package under the active run's artifacts; return its ``runs:/`` URI.
+    """Save the model as a package under a run's artifacts; return its ``runs:/`` URI.
 
-    The package records the run id and the run's git commit as provenance.
+    The run is ``run_id``, else the active run (started if there is none). The
+    package records the run id, its git commit and its dataset digests as
+    provenance.
     """
-    run = fluent.active_run() or fluent.start_run()
-    tags = fluent.get_run(run.info.run_id).data.tags
+    if run_id is None:
+        active = fluent.active_run() or fluent.start_run()
+        run_id = active.info.run_id
+    run = fluent.get_run(run_id)
+    tags = run.data.tags
     provenance = {
-        "run_id": run.info.run_id,
+        "run_id": run_id,
         "git_commit": tags.get("mlflow.source.git.commit"),
         "git_dirty": tags.get("keel.source.git.dirty"),
         "datasets": [
             {"name": i.dataset.name, "digest": i.dataset.digest, "context": i.context}
-            for i in fluent.get_run(run.info.run_id).inputs
+            for i in run.inputs
         ],
     }
     with tempfile.TemporaryDirectory(prefix="keel-package-") as tmp:
@@ -44,5 +52,5 @@ def log_model(
             training_data=training_data,
             provenance=provenance,
         )
-        fluent.log_artifacts(str(package), artifact_path)
-    return f"runs:/{run.info.run_id}/{artifact_path}"
+        Client(get_tracking_uri()).log_artifacts(run_id, package, artifact_path)
+    return f"runs:/{run_id}/{artifact_path}"

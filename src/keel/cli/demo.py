@@ -67,14 +67,25 @@ def render_summary(result: DemoResult, out: Console) -> None:
     for line in (
         f"Database:  {where}",
         f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
+        *_package_lines(result),
         "",
         "Next:",
         f"  {keel_cmd} runs list --experiment keel-demo "
         f'--order-by "metrics.accuracy DESC"{uri_flag}',
         f"  {keel_cmd} runs show {best.info.run_id}{uri_flag}",
         f"  {keel_cmd} runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
+        *([f"  {keel_cmd} models doctor {result.model_uri}{uri_flag}"] if result.model_uri else []),
     ):
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _package_lines(result: DemoResult) -> list[str]:
+    """Where the best model's package is and what `keel models doctor` says of it."""
+    if not result.model_uri or result.diagnosis is None:
+        return []
+    checks = ", ".join(f"{c.name} {'ok' if c.ok else 'FAILED'}" for c in result.diagnosis.checks)
+    verdict = "would load here" if result.diagnosis.ok else "would be refused here"
+    return [f"Model:     {result.model_uri} ({verdict}: {checks})"]
 
 
 def _is_default(result: DemoResult) -> bool:

@@ -32,8 +32,15 @@ def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
             raise InvalidParameter(
                 f"Invalid model URI {text!r}: expected runs:/<run_id>/<artifact path>."
             )
+        from keel.artifacts import LocalArtifactRepository, get_repository, safe_relpath
+
+        client = Client()
+        repo = get_repository(client.get_run(run_id).info.artifact_uri)
+        if isinstance(repo, LocalArtifactRepository):
+            # Local artifacts are read in place: nothing to copy or clean up.
+            return repo.root / safe_relpath(artifact_path)
         dst = tempfile.mkdtemp(prefix="keel-model-")
-        return Path(Client().download_artifacts(run_id, artifact_path, dst))
+        return Path(client.download_artifacts(run_id, artifact_path, dst))
     return Path(text)
 
 
