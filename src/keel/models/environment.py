@@ -524,7 +524,11 @@ def check_environment(
             f"Unknown environment policy {policy!r}. Use one of: {', '.join(POLICIES)}."
         )
     if installed is None:
-        installed = installed_distributions()
+        # Only the locked packages: reading every installed distribution's
+        # metadata would cost more than the rest of a model load.
+        installed = {
+            name: version for name in lock.packages if (version := _version(name)) is not None
+        }
     else:
         installed = {canonical_name(k): v for k, v in installed.items()}
     strict = policy == "strict"
