@@ -13,6 +13,7 @@ MLflow's REST API uses, because ``json.dumps`` would otherwise emit the bare
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -126,16 +127,8 @@ def experiment_to_dict(exp: Experiment) -> dict[str, Any]:
 
 
 def dataset_input_to_dict(item: DatasetInput) -> dict[str, Any]:
-    ds = item.dataset
     return {
-        "dataset": {
-            "name": ds.name,
-            "digest": ds.digest,
-            "source_type": ds.source_type,
-            "source": ds.source,
-            "schema": ds.schema,
-            "profile": ds.profile,
-        },
+        "dataset": dataclasses.asdict(item.dataset),
         "tags": {tag.key: tag.value for tag in item.tags},
     }
 
