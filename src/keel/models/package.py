@@ -4,6 +4,7 @@ A package is a directory::
 
     MLmodel            MLflow-compatible descriptor (flavors, signature, example)
     model.pkl          the pickled model
+    model.onnx         the ONNX twin, when it converted and passed parity
     requirements.txt   exact versions of what the pickle needs (from its opcodes)
     python_env.yaml    MLflow's environment file
     input_example.json the example rows, MLflow's "split" layout
@@ -13,7 +14,8 @@ A package is a directory::
 Loading checks, in order and before anything is unpickled: integrity (every
 sha256), safety (the pickle's globals against an allow-list), environment
 (the lock against this interpreter); then it unpickles and re-predicts the
-golden sample. Any failure refuses the model with the reason and the fix.
+golden sample. Any failure refuses the model with the reason and the fix,
+unless an environment or golden failure can fall back to the ONNX twin.
 
 >>> import numpy as np, tempfile
 >>> from sklearn.linear_model import LogisticRegression
@@ -33,6 +35,7 @@ import platform
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,12 +50,20 @@ from keel.models.environment import (
     capture_environment,
     check_environment,
 )
-from keel.models.golden import DEFAULT_ROWS, GoldenSample, capture_golden, compare_golden
+from keel.models.golden import (
+    DEFAULT_ROWS,
+    GoldenSample,
+    capture_golden,
+    compare_golden,
+    decode_frame,
+)
+from keel.models.onnx_twin import FallbackWarning, OnnxModel, golden_problems
 from keel.models.pickle_refs import scan_pickle
 from keel.models.safety import check_pickle
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pkl"
+ONNX_FILE = "model.onnx"
 KEEL_FILE = "keel.json"
 PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
@@ -169,11 +180,15 @@ def save_model(
     training_data: Any = None,
     provenance: Mapping[str, Any] | None = None,
     golden_rows: int = DEFAULT_ROWS,
+    onnx: bool = True,
 ) -> Path:
     """Write a package to ``path`` (which must not exist); return its path.
 
     ``input_example`` (or else the first rows of ``training_data``) becomes the
-    example and the golden sample; one of them is required.
+    example and the golden sample; one of them is required. With ``onnx`` (the
+    default) a scikit-learn model also gets an ONNX twin when skl2onnx is
+    installed and the twin passes parity on the golden rows and up to 1000
+    rows of ``training_data``.
     """
     target = Path(path)
     if target.exists():
@@ -189,11 +204,14 @@ def save_model(
     scan = scan_pickle(payload)
     lock = capture_environment(scan.modules)
     golden = capture_golden(model, sample_source, golden_rows)
+    twin_meta, twin_bytes = _twin(model, flavor, golden, training_data) if onnx else (None, None)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         (staging / MODEL_FILE).write_bytes(payload)
+        if twin_bytes is not None:
+            (staging / ONNX_FILE).write_bytes(twin_bytes)
         (staging / "requirements.txt").write_text(lock.requirements_txt())
         (staging / "python_env.yaml").write_text(lock.python_env_yaml())
         example = input_example if input_example is not None else training_data
@@ -213,7 +231,7 @@ def save_model(
             "pickle": {"protocol": scan.protocol, "globals": [g.dotted for g in scan.globals]},
             "provenance": dict(provenance or {}),
             "golden": golden.to_dict(),
-            "onnx": None,
+            "onnx": twin_meta,
         }
         (staging / KEEL_FILE).write_text(json.dumps(meta, indent=2, default=str))
         staging.rename(target)
@@ -221,6 +239,33 @@ def save_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _twin(
+    model: Any, flavor: str, golden: GoldenSample, training_data: Any
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """keel.json's ``onnx`` entry and the twin's bytes (None unless parity passed)."""
+    import importlib.util
+
+    if flavor != "sklearn":
+        return None, None
+    if importlib.util.find_spec("skl2onnx") is None:
+        return {
+            "file": None,
+            "reason": "skl2onnx is not installed (pip install 'keel[onnx]')",
+        }, None
+    from keel.models import onnx_twin
+
+    sample = decode_frame(golden.inputs)  # the rows load will check the twin on
+    result = onnx_twin.convert(model, sample)
+    if result.onnx_bytes is None:
+        return {"file": None, "reason": result.reason}, None
+    report = onnx_twin.parity(model, result.onnx_bytes, sample, training_data)
+    if not report.passed:
+        reason = f"the twin failed parity: {report.summary()}"
+        return {"file": None, "reason": reason, "parity": report.to_dict()}, None
+    entry = {"file": ONNX_FILE, "parity": report.to_dict(), "opset": result.opset}
+    return entry | onnx_twin.versions(), result.onnx_bytes
 
 
 def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
@@ -323,11 +368,15 @@ def load_model(
     policy: str = "compatible",
     trusted: Iterable[str] = (),
     check_golden: bool = True,
+    fallback: bool = True,
 ) -> LoadedModel:
     """Load a package after integrity, safety and environment checks; then verify its outputs.
 
     ``policy`` is ``strict``, ``compatible`` (default) or ``warn``; ``trusted``
     names globals (``module.name`` or ``prefix.``) the caller vouches for.
+    When the environment or golden check fails and ``fallback`` is true, the
+    package's ONNX twin answers instead (``backend == "onnx"``, with a
+    :class:`~keel.models.onnx_twin.FallbackWarning`).
     """
     root = Path(path)
     meta = read_meta(root)
@@ -337,7 +386,9 @@ def load_model(
     lock = EnvironmentLock.from_dict(meta["environment"])
     report = check_environment(lock, policy=policy)
     if not report.ok:
-        raise ModelRefused(f"The model at {root} cannot be loaded safely here.\n{report.message()}")
+        # The pickle is never read here: the twin needs no unpickling at all.
+        why = f"The model at {root} cannot be loaded safely here.\n{report.message()}"
+        return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
     model = pickle.loads(payload)
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
@@ -345,9 +396,66 @@ def load_model(
     if check_golden and meta.get("golden"):
         problems = compare_golden(model, GoldenSample.from_dict(meta["golden"]))
         if problems:
-            raise ModelRefused(
+            why = (
                 f"The model at {root} loads but does not answer as it did when saved: "
                 + "; ".join(problems)
                 + ". Load it in the environment it was saved in (see requirements.txt)."
             )
+            return _fall_back(root, meta, report, why, enabled=fallback, check_golden=True)
+    return loaded
+
+
+def _twin_file(root: Path, meta: Mapping[str, Any], enabled: bool) -> tuple[Path | None, str]:
+    """The checksummed twin to fall back to, or None and why it cannot be used."""
+    import importlib.util
+
+    entry = meta.get("onnx")
+    if not isinstance(entry, dict):
+        return None, "The package has no ONNX twin to fall back to (it was saved without one)."
+    if not entry.get("file"):
+        return None, f"The package has no ONNX twin: {entry.get('reason', 'unknown reason')}."
+    if not entry.get("parity", {}).get("passed"):
+        return None, "The package's ONNX twin did not pass parity, so it is not used."
+    if not enabled:
+        return (
+            None,
+            "The package has an ONNX twin that passed parity; fallback=False kept it unused.",
+        )
+    files = meta.get("files")
+    if not isinstance(files, dict) or entry["file"] not in files:
+        return None, "The package's ONNX twin has no checksum in keel.json, so it is not used."
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, (
+            "The package has an ONNX twin, but onnxruntime is not installed "
+            "(pip install 'keel[onnx]')."
+        )
+    return _inside(root, entry["file"]), ""
+
+
+def _fall_back(
+    root: Path,
+    meta: Mapping[str, Any],
+    report: EnvironmentReport,
+    why: str,
+    *,
+    enabled: bool,
+    check_golden: bool,
+) -> LoadedModel:
+    """Answer with the ONNX twin when the native model cannot; else refuse with ``why``."""
+    twin_path, unused = _twin_file(root, meta, enabled)
+    if twin_path is None:
+        raise ModelRefused(f"{why}\n{unused}")
+    twin = OnnxModel(twin_path.read_bytes())  # integrity was verified with every other file
+    if check_golden and meta.get("golden"):
+        threshold = float(meta["onnx"]["parity"].get("threshold", 1e-4))
+        problems = golden_problems(twin, GoldenSample.from_dict(meta["golden"]), threshold)
+        if problems:
+            raise ModelRefused(
+                f"{why}\nThe ONNX twin was tried too and does not answer as saved: "
+                + "; ".join(problems)
+            )
+    warnings.warn(FallbackWarning(f"{why}\nUsing the ONNX twin instead."), stacklevel=3)
+    loaded = LoadedModel(model=twin, path=root, flavor=str(meta.get("flavor")), backend="onnx")
+    loaded.environment = report
+    loaded.warnings.append(why)
     return loaded
