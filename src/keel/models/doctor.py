@@ -96,4 +96,22 @@ def diagnose(
             else "no golden sample saved",
         )
     )
+    checks.append(_twin_check(meta.get("onnx")))
     return Diagnosis(root, tuple(checks))
+
+
+def _twin_check(entry: object) -> Check:
+    """The ONNX twin, if any, with its measured parity (informative: never fails)."""
+    if not isinstance(entry, dict):
+        return Check("onnx twin", True, "none (saved without one)")
+    if not entry.get("file"):
+        return Check("onnx twin", True, f"none: {entry.get('reason', 'unknown reason')}")
+    parity = entry.get("parity") or {}
+    return Check(
+        "onnx twin",
+        True,
+        f"{entry['file']}: parity on {parity.get('rows', '?')} rows, max |diff| "
+        f"{parity.get('max_abs_diff', float('nan')):.2g}, labels "
+        f"{100 * parity.get('label_agreement', 0):.0f}% equal; answers if the native "
+        "model is refused",
+    )
