@@ -231,3 +231,26 @@ def test_a_twin_that_no_longer_matches_the_golden_sample_is_refused(tmp_path: Pa
     _claim_old_sklearn(path)
     with pytest.raises(ModelRefused, match="ONNX twin was tried too"):
         load_model(path)
+
+
+def test_tampered_twin_is_refused_when_it_would_answer(tmp_path: Path) -> None:
+    """The twin is only hashed when it is about to be used, and then it must match."""
+    import json
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    from keel.models.package import KEEL_FILE, ModelRefused, load_model, save_model
+
+    x = np.random.default_rng(3).normal(size=(80, 3))
+    y = (x[:, 0] > 0).astype(int)
+    path = save_model(
+        DecisionTreeClassifier(random_state=0).fit(x, y), tmp_path / "m", input_example=x[:10]
+    )
+    with (path / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    assert load_model(path).backend == "native"  # the native model answers; twin unused
+    meta = json.loads((path / KEEL_FILE).read_text())
+    meta["environment"]["packages"]["scikit-learn"] = "1.3.2"
+    (path / KEEL_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelRefused, match=r"model\.onnx was changed"):
+        load_model(path)

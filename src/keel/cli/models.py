@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from keel.cli.output import JsonOutput, console, key_value_table, print_json
+
+if TYPE_CHECKING:
+    from keel.models.doctor import Diagnosis
+    from keel.models.targets import VerifyResult
 
 app = typer.Typer(
     help="Inspect model packages and check, before deployment, that they would load.",
@@ -118,16 +122,103 @@ def doctor(
     if json_output:
         print_json(result.to_dict())
     else:
-        out = console()
-        for check in result.checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            out.print(f"{mark} {check.name}", highlight=False)
-            for line in check.detail.splitlines():
-                out.print(f"       {line}", markup=False, highlight=False)
+        _print_checks(result)
         verdict = "would load" if result.ok else "would be refused"
-        out.print(f"\n{result.path}: {verdict}", markup=False)
+        console().print(f"\n{result.path}: {verdict}", markup=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _print_checks(result: Diagnosis) -> None:
+    out = console()
+    for check in result.checks:
+        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {check.name}", highlight=False)
+        for line in check.detail.splitlines():
+            out.print(f"       {line}", markup=False, highlight=False)
+
+
+@app.command()
+def verify(
+    model: ModelUri,
+    target: Annotated[
+        Path,
+        typer.Option(
+            "--target",
+            metavar="REQUIREMENTS",
+            help="The server's pinned requirements (e.g. `pip freeze` output) to build.",
+            show_default=False,
+        ),
+    ],
+    python: Annotated[
+        str | None,
+        typer.Option("--python", metavar="X.Y", help="The target's Python (default: this one)."),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", help="strict, compatible or warn.")
+    ] = "compatible",
+    json_output: JsonOutput = False,
+) -> None:
+    """Build the --target environment with uv (cached) and load the package there.
+
+    Prints doctor's prediction first (nothing unpickled here), then what loading
+    in the target did: loads, onnx (the ONNX twin answered), refused or error.
+    Exit code 0 when it loads or falls back to ONNX, 1 when refused or failed.
+    """
+    from keel.errors import InvalidParameter
+    from keel.models.doctor import diagnose
+    from keel.models.environment import POLICIES
+    from keel.models.package import read_meta
+    from keel.models.targets import (
+        build_environment,
+        current_python,
+        expected_outcome,
+        read_pins,
+        verify_in,
+    )
+
+    if policy not in POLICIES:
+        raise InvalidParameter(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
+    root = _resolve(model)
+    pins = read_pins(target)
+    version = python or current_python()
+    diagnosis = diagnose(root, policy=policy, target=pins, target_python=version)
+    checks = {c.name: c.ok for c in diagnosis.checks}
+    expected = expected_outcome(checks, read_meta(root), "onnxruntime" in pins)
+    if not json_output:
+        _print_checks(diagnosis)
+        console().print(f"\nPredicted: {expected}. Now loading it in the target...", markup=False)
+    with console(stderr=True).status(f"Building the target environment (Python {version})") as st:
+        env_python = build_environment(pins, version, status=st.update)
+        st.update("Loading the package in the target environment")
+        result = verify_in(env_python, root, policy)
+    if json_output:
+        print_json(
+            {
+                "path": str(root),
+                "target": {"requirements": str(target), "python": version},
+                "prediction": diagnosis.to_dict() | {"expected": expected},
+                "result": result.to_dict(),
+            }
+        )
+    else:
+        _print_result(result, expected)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_result(result: VerifyResult, expected: str) -> None:
+    out = console()
+    colour = "green" if result.ok else "red"
+    out.print(f"[{colour}]{result.outcome}[/{colour}] in the target (Python {result.python})")
+    for line in result.message.splitlines():
+        out.print(f"       {line}", markup=False, highlight=False)
+    if result.predictions_match:
+        out.print("       the golden sample was reproduced", highlight=False)
+    if result.outcome != expected:
+        out.print(
+            f"Note: doctor predicted {expected}; the target did {result.outcome}.", markup=False
+        )
 
 
 @app.command()

@@ -344,13 +344,16 @@ def model_file(root: Path, meta: Mapping[str, Any]) -> Path:
     return _inside(root, meta["model_file"])
 
 
-def verify_integrity(root: Path, files: object) -> None:
-    """Every listed file exists inside the package with its recorded sha256."""
+def verify_integrity(root: Path, files: object, *, skip: Iterable[str] = ()) -> None:
+    """Every listed file (but ``skip``) exists inside the package with its recorded sha256."""
     if not isinstance(files, dict) or not files:
         raise ModelRefused(f"{root / KEEL_FILE} lists no file checksums; the package is damaged.")
     problems = []
+    skipped = set(skip)
     for name, expected in files.items():
         file = _inside(root, name)
+        if name in skipped:
+            continue
         if not file.is_file():
             problems.append(f"{name} is missing")
         elif sha256_file(file) != expected:
@@ -380,7 +383,9 @@ def load_model(
     """
     root = Path(path)
     meta = read_meta(root)
-    verify_integrity(root, meta.get("files"))
+    # The twin is as large as the model; it is verified only if it is needed.
+    twin = (meta.get("onnx") or {}).get("file")
+    verify_integrity(root, meta.get("files"), skip=[twin] if twin else [])
     payload = model_file(root, meta).read_bytes()
     check_pickle(payload, trusted=trusted)
     lock = EnvironmentLock.from_dict(meta["environment"])
@@ -445,7 +450,8 @@ def _fall_back(
     twin_path, unused = _twin_file(root, meta, enabled)
     if twin_path is None:
         raise ModelRefused(f"{why}\n{unused}")
-    twin = OnnxModel(twin_path.read_bytes())  # integrity was verified with every other file
+    verify_integrity(root, {twin_path.name: meta["files"][twin_path.name]})
+    twin = OnnxModel(twin_path.read_bytes())
     if check_golden and meta.get("golden"):
         threshold = float(meta["onnx"]["parity"].get("threshold", 1e-4))
         problems = golden_problems(twin, GoldenSample.from_dict(meta["golden"]), threshold)
