@@ -13,10 +13,9 @@ stdout, so the caller can always parse it.
 >>> import json, io, contextlib
 >>> out = io.StringIO()
 >>> with contextlib.redirect_stdout(out):
-...     main(["/nonexistent/model"])
-0
->>> json.loads(out.getvalue())["outcome"]
-'error'
+...     code = main(["/nonexistent/model"])
+>>> code, json.loads(out.getvalue())["outcome"]
+(0, 'error')
 """
 
 from __future__ import annotations

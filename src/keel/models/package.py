@@ -12,10 +12,11 @@ A package is a directory::
                        the pickle's globals, the golden sample
 
 Loading checks, in order and before anything is unpickled: integrity (every
-sha256), safety (the pickle's globals against an allow-list), environment
-(the lock against this interpreter); then it unpickles and re-predicts the
+sha256), environment (the lock against this interpreter), safety (the
+pickle's globals against an allow-list); then it unpickles and re-predicts the
 golden sample. Any failure refuses the model with the reason and the fix,
-unless an environment or golden failure can fall back to the ONNX twin.
+unless an environment or golden failure can fall back to the ONNX twin (after
+an environment failure the pickle is never read).
 
 >>> import numpy as np, tempfile
 >>> from sklearn.linear_model import LogisticRegression
@@ -387,13 +388,15 @@ def load_model(
     twin = (meta.get("onnx") or {}).get("file")
     verify_integrity(root, meta.get("files"), skip=[twin] if twin else [])
     payload = model_file(root, meta).read_bytes()
-    check_pickle(payload, trusted=trusted)
     lock = EnvironmentLock.from_dict(meta["environment"])
     report = check_environment(lock, policy=policy)
     if not report.ok:
-        # The pickle is never read here: the twin needs no unpickling at all.
+        # The pickle is not used at all: the twin needs no unpickling. (Checking
+        # its globals first would refuse a model whose library internals moved
+        # between versions, the very case the twin is there for.)
         why = f"The model at {root} cannot be loaded safely here.\n{report.message()}"
         return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
+    check_pickle(payload, trusted=trusted)
     model = pickle.loads(payload)
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
