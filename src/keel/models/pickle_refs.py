@@ -120,6 +120,32 @@ def scan_pickle(data: bytes) -> PickleScan:
     )
 
 
+# How each opcode moves the simulated stack, precomputed once: the walk runs
+# for every opcode of every model loaded, tens of thousands per large model.
+_GENERIC, _MARK_OP, _PUT, _MEMO, _GET, _DUP = range(6)
+_RECORDS = frozenset({"PROTO", "GLOBAL", "INST", "STACK_GLOBAL"}) | _EXTENSIONS | _PERSISTENT
+
+
+def _effect(op: pickletools.OpcodeInfo) -> tuple[int, bool, bool, int, int, bool]:
+    """(kind, records, marked, pops, pushes, pushes_string) for one opcode."""
+    name = op.name
+    records = name in _RECORDS
+    special = {"MARK": _MARK_OP, "MEMOIZE": _MEMO, "DUP": _DUP}
+    if name in special:
+        return special[name], records, False, 0, 0, False
+    if name in _MEMO_PUTS:
+        return _PUT, records, False, 0, 0, False
+    if name in _MEMO_GETS:
+        return _GET, records, False, 0, 0, False
+    before = op.stack_before
+    marked = pickletools.markobject in before
+    pops = before.index(pickletools.markobject) if marked else len(before)
+    return _GENERIC, records, marked, pops, len(op.stack_after), name in _STRING_PUSHES
+
+
+_EFFECTS = {op.code: _effect(op) for op in pickletools.opcodes}
+
+
 class _Machine:
     """The pickle machine's stack and memo, tracking only strings and marks."""
 
@@ -134,8 +160,36 @@ class _Machine:
         self._pos = 0
 
     def step(self, op: pickletools.OpcodeInfo, arg: object, pos: int) -> None:
-        self._op, self._pos = op.name, pos
-        name = op.name
+        kind, records, marked, pops, pushes, pushes_string = _EFFECTS[op.code]
+        if records:
+            self._op, self._pos = op.name, pos
+            self._note(op.name, arg)
+        stack = self.stack
+        if kind == _GET:
+            stack.append(self.memo.get(arg, _UNKNOWN))  # type: ignore[call-overload]
+        elif kind == _MEMO:
+            self.memo[len(self.memo)] = stack[-1] if stack else self._empty(op, pos)
+        elif kind == _GENERIC:
+            if marked:
+                self._pop_to_mark(op, pos)
+            if pops:
+                if pops > len(stack):
+                    raise self._fail(op, pos, "underflows the stack")
+                del stack[-pops:]
+            if pushes_string:
+                stack.append(arg if isinstance(arg, str) else str(arg))
+            elif pushes:
+                stack.extend([_UNKNOWN] * pushes)
+        elif kind == _MARK_OP:
+            stack.append(_MARK)
+        elif kind == _PUT:
+            self.memo[arg] = stack[-1] if stack else self._empty(op, pos)  # type: ignore[index]
+        else:  # _DUP
+            stack.append(stack[-1] if stack else self._empty(op, pos))
+        # STOP is one byte; every other opcode's end is where the next begins.
+        self.end = pos + 1
+
+    def _note(self, name: str, arg: object) -> None:
         if name == "PROTO":
             self.protocol = int(str(arg))
         elif name in ("GLOBAL", "INST"):
@@ -149,54 +203,22 @@ class _Machine:
                 self._record(UNRESOLVED, UNRESOLVED)
         elif name in _EXTENSIONS:
             self._record(UNRESOLVED, f"extension code {arg}")
-        elif name in _PERSISTENT:
+        else:  # PERSID, BINPERSID
             self.persistent += 1
-        self._apply(op, arg)
-        # STOP is one byte; every other opcode's end is where the next begins.
-        self.end = pos + 1
 
     def _record(self, module: str, name: str) -> None:
         self.refs.setdefault((module, name), GlobalRef(module, name, self._op, self._pos))
 
-    def _fail(self, problem: str) -> InvalidParameter:
-        return InvalidParameter(f"Malformed pickle: {self._op} at byte {self._pos} {problem}.")
+    @staticmethod
+    def _fail(op: pickletools.OpcodeInfo, pos: int, problem: str) -> InvalidParameter:
+        return InvalidParameter(f"Malformed pickle: {op.name} at byte {pos} {problem}.")
 
-    def _top(self) -> object:
-        if not self.stack:
-            raise self._fail("finds an empty stack")
-        return self.stack[-1]
+    def _empty(self, op: pickletools.OpcodeInfo, pos: int) -> object:
+        raise self._fail(op, pos, "finds an empty stack")
 
-    def _pop(self, n: int) -> None:
-        if n > len(self.stack):
-            raise self._fail("underflows the stack")
-        del self.stack[len(self.stack) - n :]
-
-    def _pop_to_mark(self) -> None:
-        while self.stack:
-            if self.stack.pop() is _MARK:
+    def _pop_to_mark(self, op: pickletools.OpcodeInfo, pos: int) -> None:
+        stack = self.stack
+        while stack:
+            if stack.pop() is _MARK:
                 return
-        raise self._fail("has no MARK")
-
-    def _apply(self, op: pickletools.OpcodeInfo, arg: object) -> None:
-        name = op.name
-        if name == "MARK":
-            self.stack.append(_MARK)
-        elif name in _MEMO_PUTS:
-            self.memo[int(str(arg))] = self._top()
-        elif name == "MEMOIZE":
-            self.memo[len(self.memo)] = self._top()
-        elif name in _MEMO_GETS:
-            self.stack.append(self.memo.get(int(str(arg)), _UNKNOWN))
-        elif name == "DUP":
-            self.stack.append(self._top())
-        else:
-            before = op.stack_before
-            if pickletools.markobject in before:
-                self._pop_to_mark()
-                self._pop(before.index(pickletools.markobject))
-            else:
-                self._pop(len(before))
-            if name in _STRING_PUSHES:
-                self.stack.append(arg if isinstance(arg, str) else str(arg))
-            else:
-                self.stack.extend(_UNKNOWN for _ in op.stack_after)
+        raise self._fail(op, pos, "has no MARK")
