@@ -61,6 +61,7 @@ from keel.models.golden import (
 from keel.models.onnx_twin import FallbackWarning, OnnxModel, golden_problems
 from keel.models.pickle_refs import scan_pickle
 from keel.models.safety import check_pickle
+from keel.models.tree_check import tree_problems
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pkl"
@@ -313,8 +314,9 @@ def read_meta(root: Path) -> dict[str, Any]:
     if not (root / KEEL_FILE).is_file():
         if (root / "MLmodel").is_file():
             raise ModelRefused(
-                f"{root} is an MLflow model without Keel's keel.json; loading MLflow-format "
-                "packages is not supported by this version of Keel yet."
+                f"{root} is an MLflow model without Keel's keel.json, so it has no checksums "
+                "or lock to inspect; keel.models.load can load it (sklearn flavor) with the "
+                "environment and safety checks."
             )
         raise NotFound(f"No model package at {root} (no keel.json or MLmodel there).")
     try:
@@ -380,9 +382,16 @@ def load_model(
     names globals (``module.name`` or ``prefix.``) the caller vouches for.
     When the environment or golden check fails and ``fallback`` is true, the
     package's ONNX twin answers instead (``backend == "onnx"``, with a
-    :class:`~keel.models.onnx_twin.FallbackWarning`).
+    :class:`~keel.models.onnx_twin.FallbackWarning`). A directory MLflow wrote
+    (``MLmodel`` but no ``keel.json``) is loaded by
+    :func:`~keel.models.mlflow_format.load_mlflow_model` instead.
     """
     root = Path(path)
+    if not (root / KEEL_FILE).is_file() and (root / "MLmodel").is_file():
+        # Imported here: the MLflow loader imports this module.
+        from keel.models.mlflow_format import load_mlflow_model
+
+        return load_mlflow_model(root, policy=policy, trusted=trusted, check_golden=check_golden)
     meta = read_meta(root)
     # The twin is as large as the model; it is verified only if it is needed.
     twin = (meta.get("onnx") or {}).get("file")
@@ -398,6 +407,13 @@ def load_model(
         return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
     check_pickle(payload, trusted=trusted)
     model = pickle.loads(payload)
+    corrupt = tree_problems(model)
+    if corrupt:
+        raise ModelRefused(
+            f"The model at {root} holds tree structures that would make predict read out of "
+            "bounds (" + "; ".join(corrupt[:5]) + "). The file is corrupt or crafted: do not "
+            "use it."
+        )
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
         loaded.warnings.append(report.message())
