@@ -10,10 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel.autolog_sklearn import autolog
 from keel.models.package import save_model
 from keel.tracking import fluent
 from keel.tracking.client import Client
 from keel.tracking.config import get_tracking_uri
+
+__all__ = ["autolog", "log_model"]
 
 
 def log_model(
@@ -23,12 +26,13 @@ def log_model(
     input_example: Any = None,
     training_data: Any = None,
     run_id: str | None = None,
+    onnx: bool = True,
 ) -> str:
     """Save the model as a package under a run's artifacts; return its ``runs:/`` URI.
 
     The run is ``run_id``, else the active run (started if there is none). The
     package records the run id, its git commit and its dataset digests as
-    provenance.
+    provenance. ``onnx=False`` skips the ONNX twin (faster to save, no fallback).
     """
     if run_id is None:
         active = fluent.active_run() or fluent.start_run()
@@ -51,6 +55,7 @@ def log_model(
             input_example=input_example,
             training_data=training_data,
             provenance=provenance,
+            onnx=onnx,
         )
         Client(get_tracking_uri()).log_artifacts(run_id, package, artifact_path)
     return f"runs:/{run_id}/{artifact_path}"
