@@ -64,11 +64,11 @@ from keel.tracking.fluent import (
     start_run,
 )
 
-_SUBMODULES = ("models", "sklearn")
+_SUBMODULES = ("models", "optuna", "sklearn")
 
 
 def __getattr__(name: str) -> object:
-    # keel.models and keel.sklearn load on first use: `import keel` stays light.
+    # keel.models, keel.optuna and keel.sklearn load on first use: `import keel` stays light.
     if name in _SUBMODULES:
         import importlib
 
