@@ -74,7 +74,15 @@ def render_summary(result: DemoResult, out: Console) -> None:
         f'--order-by "metrics.accuracy DESC"{uri_flag}',
         f"  {keel_cmd} runs show {best.info.run_id}{uri_flag}",
         f"  {keel_cmd} runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
-        *([f"  {keel_cmd} models doctor {result.model_uri}{uri_flag}"] if result.model_uri else []),
+        *(
+            [
+                f"  {keel_cmd} models doctor {result.model_uri}{uri_flag}",
+                f"  {keel_cmd} models verify {result.model_uri} --target "
+                f"<your server's pip freeze>{uri_flag}",
+            ]
+            if result.model_uri
+            else []
+        ),
     ):
         out.print(line, markup=False, soft_wrap=True)
 
