@@ -28,6 +28,15 @@ ModelUri = Annotated[
 ]
 
 
+Policy = Annotated[
+    str,
+    typer.Option(
+        "--policy",
+        help="How strictly versions must match: strict, compatible (the default) or warn.",
+    ),
+]
+
+
 def _resolve(uri: str) -> Path:
     from keel.models import resolve_model_uri
 
@@ -98,9 +107,7 @@ def doctor(
         str | None,
         typer.Option("--python", metavar="X.Y", help="The target's Python version."),
     ] = None,
-    policy: Annotated[
-        str, typer.Option("--policy", help="strict, compatible or warn.")
-    ] = "compatible",
+    policy: Policy = "compatible",
     json_output: JsonOutput = False,
 ) -> None:
     """Would the package load here (or in --target)? Every check with its fix; nothing unpickled.
@@ -154,9 +161,7 @@ def verify(
         str | None,
         typer.Option("--python", metavar="X.Y", help="The target's Python (default: this one)."),
     ] = None,
-    policy: Annotated[
-        str, typer.Option("--policy", help="strict, compatible or warn.")
-    ] = "compatible",
+    policy: Policy = "compatible",
     json_output: JsonOutput = False,
 ) -> None:
     """Build the --target environment with uv (cached) and load the package there.
