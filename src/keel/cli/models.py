@@ -37,6 +37,15 @@ Policy = Annotated[
 ]
 
 
+def _check_policy(policy: str) -> None:
+    # Before any work: a typo should not cost an environment build.
+    from keel.errors import InvalidParameter
+    from keel.models.environment import POLICIES
+
+    if policy not in POLICIES:
+        raise InvalidParameter(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
+
+
 def _resolve(uri: str) -> Path:
     from keel.models import resolve_model_uri
 
@@ -114,17 +123,11 @@ def doctor(
 
     Exit code 0 when it would load, 1 when it would be refused.
     """
-    from keel.errors import InvalidParameter
     from keel.models.doctor import diagnose
-    from keel.models.environment import POLICIES, parse_requirements
+    from keel.models.targets import read_pins
 
-    if policy not in POLICIES:
-        raise InvalidParameter(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
-    installed = None
-    if target is not None:
-        if not target.is_file():
-            raise InvalidParameter(f"No requirements file at {target}.")
-        installed = parse_requirements(target.read_text())
+    _check_policy(policy)
+    installed = read_pins(target) if target is not None else None
     result = diagnose(_resolve(model), policy=policy, target=installed, target_python=python)
     if json_output:
         print_json(result.to_dict())
@@ -170,9 +173,7 @@ def verify(
     in the target did: loads, onnx (the ONNX twin answered), refused or error.
     Exit code 0 when it loads or falls back to ONNX, 1 when refused or failed.
     """
-    from keel.errors import InvalidParameter
     from keel.models.doctor import diagnose
-    from keel.models.environment import POLICIES
     from keel.models.package import read_meta
     from keel.models.targets import (
         build_environment,
@@ -182,8 +183,7 @@ def verify(
         verify_in,
     )
 
-    if policy not in POLICIES:
-        raise InvalidParameter(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
+    _check_policy(policy)
     root = _resolve(model)
     pins = read_pins(target)
     version = python or current_python()

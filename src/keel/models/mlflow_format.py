@@ -39,10 +39,9 @@ from keel.models.environment import (
     check_environment,
     parse_requirements,
 )
-from keel.models.package import LoadedModel, ModelRefused
+from keel.models.package import LoadedModel, ModelRefused, refuse_corrupt_trees
 from keel.models.pickle_refs import scan_pickle
 from keel.models.safety import Refusal, UnsafePickle, check_pickle
-from keel.models.tree_check import tree_problems
 
 MLMODEL = "MLmodel"
 MAX_DESCRIPTOR_BYTES = 1 << 20  # MLmodel, requirements.txt, python_env.yaml: KBs in practice
@@ -98,7 +97,7 @@ def load_mlflow_model(
     report = _check_environment(root, declared, payload, policy)
     check_pickle(payload, trusted=trusted)
     model = pickle.loads(payload)
-    _refuse_corrupt_trees(root, model)
+    refuse_corrupt_trees(root, model)
     loaded = LoadedModel(model=model, path=root, flavor="sklearn", environment=report)
     loaded.warnings.append(
         "Integrity not verified: MLflow directories carry no checksums, so a changed file "
@@ -113,18 +112,6 @@ def load_mlflow_model(
             "loads but answers differently cannot be detected."
         )
     return loaded
-
-
-def _refuse_corrupt_trees(root: Path, model: Any) -> None:
-    # Without a golden sample the caller's first predict would follow crafted
-    # node indices out of bounds; check them before handing the model over.
-    corrupt = tree_problems(model)
-    if corrupt:
-        raise ModelRefused(
-            f"The MLflow model at {root} holds tree structures that would make predict read "
-            "out of bounds (" + "; ".join(corrupt[:5]) + "). The file is corrupt or crafted: "
-            "do not use it."
-        )
 
 
 # ---------------------------------------------------------------------------

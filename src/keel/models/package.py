@@ -368,6 +368,21 @@ def verify_integrity(root: Path, files: object, *, skip: Iterable[str] = ()) -> 
         )
 
 
+def refuse_corrupt_trees(root: Path, model: Any) -> None:
+    """Refuse a model whose tree node arrays would make predict read out of bounds.
+
+    Runs right after unpickling, before anything (the golden check, a caller)
+    predicts with it.
+    """
+    corrupt = tree_problems(model)
+    if corrupt:
+        raise ModelRefused(
+            f"The model at {root} holds tree structures that would make predict read out of "
+            "bounds (" + "; ".join(corrupt[:5]) + "). The file is corrupt or crafted: do not "
+            "use it."
+        )
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -407,13 +422,7 @@ def load_model(
         return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
     check_pickle(payload, trusted=trusted)
     model = pickle.loads(payload)
-    corrupt = tree_problems(model)
-    if corrupt:
-        raise ModelRefused(
-            f"The model at {root} holds tree structures that would make predict read out of "
-            "bounds (" + "; ".join(corrupt[:5]) + "). The file is corrupt or crafted: do not "
-            "use it."
-        )
+    refuse_corrupt_trees(root, model)
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
         loaded.warnings.append(report.message())
