@@ -28,7 +28,6 @@ from keel.store import base as limits
 from keel.store.base import now_ms
 from keel.tracking import fluent
 from keel.tracking.client import Client
-from keel.tracking.config import get_tracking_uri
 
 SKIPPED_PARAMS_TAG = "keel.autolog.skipped_params"
 _PATCH_MARK = "_keel_autolog_original"
@@ -443,7 +442,7 @@ def _log_candidate(results: Mapping[str, Any], index: int, rank: int, parent_run
         for key, values in results.items()
         if key.startswith(("mean_test_", "std_test_")) and math.isfinite(float(values[index]))
     ]
-    client = Client(get_tracking_uri())
+    client = Client()
     parent = client.get_run(parent_run_id)
     child = client.create_run(
         parent.info.experiment_id,

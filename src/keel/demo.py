@@ -219,7 +219,7 @@ def _log_best_artifacts(run: Run, evaluation: _Evaluation, data: _Data) -> list[
     """A JSON report and, with matplotlib installed, a confusion-matrix figure."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    client = keel.Client(keel.get_tracking_uri())
+    client = keel.Client()
     run_id = run.info.run_id
     report = {
         "run_id": run_id,

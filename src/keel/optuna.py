@@ -15,7 +15,6 @@ from keel.errors import require
 from keel.store.base import now_ms
 from keel.tracking import fluent
 from keel.tracking.client import Client
-from keel.tracking.config import get_tracking_uri
 
 __all__ = ["KeelCallback", "callback"]
 
@@ -36,7 +35,7 @@ class KeelCallback:
         self.metric_name = metric_name
         active = fluent.active_run()
         self.parent_run_id = parent_run_id or (active.info.run_id if active else None)
-        self._client = Client(get_tracking_uri())
+        self._client = Client()
         if self.parent_run_id:
             self.experiment_id = self._client.get_run(self.parent_run_id).info.experiment_id
         else:

@@ -14,7 +14,6 @@ from keel.autolog_sklearn import autolog
 from keel.models.package import save_model
 from keel.tracking import fluent
 from keel.tracking.client import Client
-from keel.tracking.config import get_tracking_uri
 
 __all__ = ["autolog", "log_model"]
 
@@ -57,5 +56,5 @@ def log_model(
             provenance=provenance,
             onnx=onnx,
         )
-        Client(get_tracking_uri()).log_artifacts(run_id, package, artifact_path)
+        Client().log_artifacts(run_id, package, artifact_path)
     return f"runs:/{run_id}/{artifact_path}"

@@ -221,21 +221,6 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def installed_distributions() -> dict[str, str]:
-    """Every distribution installed in the running interpreter, canonical name → version.
-
-    >>> "keel" in installed_distributions()
-    True
-    """
-    found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        # A broken install can leave a dist-info without a Name; it provides nothing usable.
-        if name:
-            found.setdefault(canonical_name(name), dist.version)
-    return found
-
-
 # ---------------------------------------------------------------------------
 # Versions
 

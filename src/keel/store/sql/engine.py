@@ -51,10 +51,6 @@ def normalize_db_url(url: str) -> str:
     )
 
 
-def is_sqlite(engine: Engine | Connection) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 class Database:
     """A database opened for Keel: a write path and a read path.
 
