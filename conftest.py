@@ -21,6 +21,19 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_verified_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Records of verified packages go to a throwaway directory, not the user's
+    # ~/.cache/keel; tests that study the cache point it elsewhere themselves.
+    saved = os.environ.get("KEEL_CACHE_DIR")
+    os.environ["KEEL_CACHE_DIR"] = str(tmp_path_factory.mktemp("keel-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("KEEL_CACHE_DIR", None)
+    else:
+        os.environ["KEEL_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _reset_keel_state() -> Iterator[None]:
     yield

@@ -6,7 +6,9 @@ import importlib.metadata
 import json
 import pickle
 import platform
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -354,3 +356,28 @@ def test_parse_requirements_round_trip(pins: dict[str, str], data: st.DataObject
     assert parse_requirements("\n".join(lines)) == pins
     lock = EnvironmentLock(PY, "CPython", "linux-x86_64", pins)
     assert parse_requirements(lock.requirements_txt()) == pins
+
+
+def test_installed_versions_follow_installs_and_upgrades(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Versions are cached per process; a new .dist-info directory must show.
+    from keel.models.environment import _version
+
+    def install(version: str) -> None:
+        for old in tmp_path.glob("keel_probe_dist-*.dist-info"):
+            shutil.rmtree(old)
+        info = tmp_path / f"keel_probe_dist-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: keel-probe-dist\nVersion: {version}\n"
+        )
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _version("keel-probe-dist") is None
+    install("1.0")
+    assert _version("keel-probe-dist") == "1.0"
+    install("2.0")
+    assert _version("keel-probe-dist") == "2.0"
+    shutil.rmtree(next(tmp_path.glob("keel_probe_dist-*.dist-info")))
+    assert _version("keel-probe-dist") is None

@@ -193,3 +193,40 @@ def test_log_model_in_a_run_and_load_by_runs_uri(tracking: Path) -> None:
     meta = json.loads((loaded.path / KEEL_FILE).read_text())
     assert meta["provenance"]["run_id"] == run.info.run_id
     assert meta["provenance"]["datasets"][0]["digest"] == "abc123"
+
+
+class _Contrarian:
+    """A classifier whose predict is not the class of highest probability."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, x: Any) -> Any:
+        p = np.clip(np.asarray(x, dtype=float)[:, 0] / 10, 0, 1)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, x: Any) -> Any:
+        return (self.predict_proba(x)[:, 1] < 0.5).astype(int)
+
+
+def test_golden_labels_come_from_proba_only_where_predict_agrees() -> None:
+    from keel.models.golden import GoldenSample, capture_golden, compare_golden
+
+    x = np.arange(20, dtype=float).reshape(-1, 1) % 10
+    y = (x[:, 0] > 4).astype(int)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    sample = capture_golden(forest, x)
+    assert sample.labels_from_proba
+    assert GoldenSample.from_dict(json.loads(json.dumps(sample.to_dict()))) == sample
+    assert compare_golden(forest, sample) == []
+    # A changed label is still caught, through the probabilities' argmax.
+    flipped = dict(sample.outputs)
+    labels = dict(flipped["predict"], data=list(flipped["predict"]["data"]))
+    labels["data"][3] = 1 - labels["data"][3]
+    flipped["predict"] = labels
+    changed = GoldenSample(sample.inputs, flipped, labels_from_proba=True)
+    assert compare_golden(forest, changed) == ["predict: 1 of 20 labels differ"]
+
+    contrarian = capture_golden(_Contrarian(), x)
+    assert not contrarian.labels_from_proba
+    assert "labels_from_proba" not in contrarian.to_dict()
+    assert compare_golden(_Contrarian(), contrarian) == []

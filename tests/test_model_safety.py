@@ -1,7 +1,8 @@
 """The pickle allow-list refuses every malicious pickle and accepts real models and data.
 
-Nothing here unpickles the malicious corpus, not even in a subprocess: the
-checks only read opcodes, and the canary file proves nothing ran.
+The static checks only read opcodes. The corpus is unpickled only through
+``safe_loads``, whose unpickler asks the same allow-list before importing any
+global; the canary file proves no payload ran either way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 from keel.errors import InvalidParameter
 from keel.models.pickle_refs import scan_pickle
-from keel.models.safety import ALLOWED_GLOBALS, UnsafePickle, check_pickle
+from keel.models.safety import ALLOWED_GLOBALS, UnsafePickle, check_pickle, safe_loads
 from malicious_corpus import Item, malicious_corpus, malicious_pickles
 
 np = pytest.importorskip("numpy")
@@ -87,6 +88,17 @@ def test_malicious_pickle_is_refused_and_named(
         check_pickle(item.data)
     assert item.offender in raised.value.message
     assert "trusted=True" not in raised.value.message
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_checking_unpickler_refuses_before_the_payload_runs(
+    name: str, corpus: dict[str, Item], canary: Path
+) -> None:
+    item = corpus[name]
+    with pytest.raises(UnsafePickle) as raised:
+        safe_loads(item.data)
+    assert item.offender in raised.value.message
     assert not canary.exists()
 
 
@@ -280,6 +292,35 @@ def test_real_models_and_data_pass(name: str, protocol: int, benign: dict[str, A
     scan = check_pickle(data)
     assert scan == scan_pickle(data)
     assert scan.globals
+
+
+@pytest.mark.parametrize("protocol", [0, 1, *BENIGN_PROTOCOLS])
+@pytest.mark.parametrize("name", BENIGN_NAMES)
+def test_checking_unpickler_rebuilds_what_pickle_does(
+    name: str, protocol: int, benign: dict[str, Any]
+) -> None:
+    data = pickle.dumps(benign[name], protocol=protocol)
+    assert pickle.dumps(safe_loads(data), protocol=protocol) == pickle.dumps(
+        pickle.loads(data), protocol=protocol
+    )
+
+
+def test_checking_unpickler_enforces_trusted_and_declared_names() -> None:
+    data = pickle.dumps(LocalModel(2.0), protocol=5)
+    with pytest.raises(UnsafePickle) as raised:
+        safe_loads(data)
+    assert f"{__name__}.LocalModel" in raised.value.message
+    assert safe_loads(data, trusted=[f"{__name__}.LocalModel"]).weight == 2.0
+    assert safe_loads(data, declared_modules=[__name__]).weight == 2.0
+    with pytest.raises(UnsafePickle):  # declaring a module allows its classes only
+        safe_loads(pickle.dumps(local_function), declared_modules=[__name__])
+
+
+def test_checking_unpickler_refuses_hidden_bytes_and_broken_streams() -> None:
+    with pytest.raises(UnsafePickle, match="after the STOP opcode"):
+        safe_loads(pickle.dumps([1, 2]) + b"cos\nsystem\n.")
+    with pytest.raises(UnsafePickle, match="malformed"):
+        safe_loads(pickle.dumps({"a": list(range(10))})[:-5])
 
 
 @pytest.mark.parametrize("protocol", [0, 1])

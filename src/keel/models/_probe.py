@@ -54,7 +54,7 @@ def probe(package: Path, policy: str = "compatible") -> dict[str, Any]:
         with warnings.catch_warnings():
             # The fallback's FallbackWarning is reported in the message instead.
             warnings.simplefilter("ignore")
-            loaded = load_model(package, policy=policy)
+            loaded = load_model(package, policy=policy, cache=False)  # prove it, here
     except (ModelRefused, UnsafePickle) as exc:
         result.update(outcome="refused", message=str(exc))
     except Exception as exc:  # every failure must become JSON, never a traceback

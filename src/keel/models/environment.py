@@ -25,6 +25,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from keel.errors import InvalidParameter
@@ -215,10 +216,39 @@ def _with_companions(names: Iterable[str]) -> list[str]:
 
 
 def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    """The installed version, cached until an import-path directory changes.
+
+    Installing, upgrading or removing a distribution adds or removes its
+    ``.dist-info`` directory, which changes the modification time of the
+    directory on ``sys.path`` holding it; importlib's own finders invalidate
+    their caches on the same signal. A metadata lookup walks every path entry
+    and costs about a millisecond; a model load asks for a few of them.
+    """
+    global _versions_key
+    key = _import_path_state()
+    if key != _versions_key:
+        _versions.clear()
+        _versions_key = key
+    if distribution not in _versions:
+        try:
+            _versions[distribution] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            _versions[distribution] = None
+    return _versions[distribution]
+
+
+_versions: dict[str, str | None] = {}
+_versions_key: tuple[tuple[str, int], ...] = ()
+
+
+def _import_path_state() -> tuple[tuple[str, int], ...]:
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, Path(entry or ".").stat().st_mtime_ns))
+        except OSError:
+            state.append((entry, -1))
+    return tuple(state)
 
 
 # ---------------------------------------------------------------------------
@@ -486,10 +516,19 @@ def _quote(spec: str) -> str:
     return f"'{spec}'" if re.fullmatch(r"[\w.+!=-]+", spec) else shlex.quote(spec)
 
 
+def installed_versions(lock: EnvironmentLock) -> dict[str, str | None]:
+    """The installed version of each locked package (None: not installed).
+
+    Only the locked packages: reading every installed distribution's metadata
+    would cost more than the rest of a model load.
+    """
+    return {name: _version(name) for name in lock.packages}
+
+
 def check_environment(
     lock: EnvironmentLock,
     policy: str = "compatible",
-    installed: Mapping[str, str] | None = None,
+    installed: Mapping[str, str | None] | None = None,
     python: str | None = None,
 ) -> EnvironmentReport:
     """Compare a lock with an environment: the running one, or ``installed``/``python`` given.
@@ -509,13 +548,8 @@ def check_environment(
             f"Unknown environment policy {policy!r}. Use one of: {', '.join(POLICIES)}."
         )
     if installed is None:
-        # Only the locked packages: reading every installed distribution's
-        # metadata would cost more than the rest of a model load.
-        installed = {
-            name: version for name in lock.packages if (version := _version(name)) is not None
-        }
-    else:
-        installed = {canonical_name(k): v for k, v in installed.items()}
+        installed = installed_versions(lock)
+    installed = {canonical_name(k): v for k, v in installed.items() if v is not None}
     strict = policy == "strict"
     found = [_check_python(lock.python, python or platform.python_version(), strict)]
     for name, saved in lock.packages.items():

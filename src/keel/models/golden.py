@@ -32,13 +32,24 @@ class GoldenSample:
 
     inputs: dict[str, Any]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # True when, at save time, predict returned exactly the class of highest
+    # probability on every row: load then checks both from one predict_proba
+    # call, which halves the check's cost for forests and boosting.
+    labels_from_proba: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "outputs": self.outputs}
+        out: dict[str, Any] = {"inputs": self.inputs, "outputs": self.outputs}
+        if self.labels_from_proba:
+            out["labels_from_proba"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GoldenSample:
-        return cls(inputs=dict(data["inputs"]), outputs=dict(data["outputs"]))
+        return cls(
+            inputs=dict(data["inputs"]),
+            outputs=dict(data["outputs"]),
+            labels_from_proba=data.get("labels_from_proba") is True,
+        )
 
 
 def _cell(value: Any) -> Any:
@@ -112,39 +123,76 @@ def capture_golden(model: Any, inputs: Any, rows: int = DEFAULT_ROWS) -> GoldenS
             f"{type(model).__name__}.predict failed on the input example: a package needs "
             "a model that can predict its own example rows."
         )
-    return GoldenSample(encoded, outputs)
+    derived = "predict_proba" in outputs and _same_labels(
+        _argmax_labels(model, decode_frame(outputs["predict_proba"])),
+        decode_frame(outputs["predict"]),
+    )
+    return GoldenSample(encoded, outputs, labels_from_proba=derived)
+
+
+def _argmax_labels(model: Any, proba: Any) -> Any:
+    """The class of highest probability per row, or None when that is undefined."""
+    import numpy as np
+
+    classes = getattr(model, "classes_", None)
+    proba = np.asarray(proba)
+    if classes is None or proba.ndim != 2 or proba.shape[1] != len(classes):
+        return None
+    return np.asarray(classes)[proba.argmax(axis=1)]
+
+
+def _same_labels(got: Any, expected: Any) -> bool:
+
+    if got is None or got.shape != expected.shape:
+        return False
+    return bool((got.astype(str) == expected.astype(str)).all())
 
 
 def compare_golden(model: Any, sample: GoldenSample) -> list[str]:
     """Re-predict the sample; one line per method whose outputs differ (empty: all match).
 
     Labels (non-float outputs) must match exactly; scores and float predictions
-    within ``rtol=1e-5, atol=1e-8``.
+    within ``rtol=1e-5, atol=1e-8``. With ``labels_from_proba``, predict's
+    labels are compared with the class of highest probability instead of
+    calling predict as well.
     """
-    import numpy as np
-
     inputs = decode_frame(sample.inputs)
     problems = []
+    got: dict[str, Any] = {}
     for method, expected_enc in sample.outputs.items():
-        expected = decode_frame(expected_enc)
+        if method == "predict" and sample.labels_from_proba:
+            continue  # compared below, from predict_proba's answer
         try:
-            got = np.asarray(getattr(model, method)(inputs))
+            got[method] = getattr(model, method)(inputs)
         except Exception as exc:  # the loaded model is broken for this method
             problems.append(f"{method} raised {type(exc).__name__}: {exc}")
             continue
-        if got.shape != expected.shape:
-            problems.append(f"{method} returned shape {got.shape}, saved {expected.shape}")
-            continue
-        if np.issubdtype(expected.dtype, np.floating):
-            close = np.isclose(got.astype(float), expected, rtol=RTOL, atol=ATOL, equal_nan=True)
-            if not close.all():
-                worst = float(np.nanmax(np.abs(got.astype(float) - expected)))
-                problems.append(
-                    f"{method}: {int((~close).sum())} of {close.size} values differ "
-                    f"(largest difference {worst:.3g})"
-                )
+        problems += _differences(method, got[method], decode_frame(expected_enc))
+    if sample.labels_from_proba and "predict_proba" in got:
+        labels = _argmax_labels(model, got["predict_proba"])
+        if labels is None:
+            problems.append("predict_proba no longer has one column per class")
         else:
-            same = got.astype(str) == expected.astype(str)
-            if not same.all():
-                problems.append(f"{method}: {int((~same).sum())} of {same.size} labels differ")
+            problems += _differences("predict", labels, decode_frame(sample.outputs["predict"]))
     return problems
+
+
+def _differences(method: str, got: Any, expected: Any) -> list[str]:
+    import numpy as np
+
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        return [f"{method} returned shape {got.shape}, saved {expected.shape}"]
+    if np.issubdtype(expected.dtype, np.floating):
+        close = np.isclose(got.astype(float), expected, rtol=RTOL, atol=ATOL, equal_nan=True)
+        if not close.all():
+            worst = float(np.nanmax(np.abs(got.astype(float) - expected)))
+            return [
+                f"{method}: {int((~close).sum())} of {close.size} values differ "
+                f"(largest difference {worst:.3g})"
+            ]
+        return []
+    same = got.astype(str) == expected.astype(str)
+    if not same.all():
+        return [f"{method}: {int((~same).sum())} of {same.size} labels differ"]
+    return []

@@ -23,7 +23,6 @@ What could not be verified is listed in ``LoadedModel.warnings``.
 from __future__ import annotations
 
 import importlib.metadata
-import pickle
 import platform
 import re
 from collections.abc import Iterable, Mapping
@@ -41,7 +40,7 @@ from keel.models.environment import (
 )
 from keel.models.package import LoadedModel, ModelRefused, refuse_corrupt_trees
 from keel.models.pickle_refs import scan_pickle
-from keel.models.safety import Refusal, UnsafePickle, check_pickle
+from keel.models.safety import Refusal, UnsafePickle, safe_loads
 
 MLMODEL = "MLmodel"
 MAX_DESCRIPTOR_BYTES = 1 << 20  # MLmodel, requirements.txt, python_env.yaml: KBs in practice
@@ -95,8 +94,7 @@ def load_mlflow_model(
     _refuse_skops_payload(root, model_path.name, payload)
     declared = declared_environment(root, descriptor, flavor)
     report = _check_environment(root, declared, payload, policy)
-    check_pickle(payload, trusted=trusted)
-    model = pickle.loads(payload)
+    model = safe_loads(payload, trusted=trusted)
     refuse_corrupt_trees(root, model)
     loaded = LoadedModel(model=model, path=root, flavor="sklearn", environment=report)
     loaded.warnings.append(

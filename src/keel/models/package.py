@@ -11,12 +11,13 @@ A package is a directory::
     keel.json          environment lock, sha256 of every file, provenance,
                        the pickle's globals, the golden sample
 
-Loading checks, in order and before anything is unpickled: integrity (every
-sha256), environment (the lock against this interpreter), safety (the
-pickle's globals against an allow-list); then it unpickles and re-predicts the
-golden sample. Any failure refuses the model with the reason and the fix,
-unless an environment or golden failure can fall back to the ONNX twin (after
-an environment failure the pickle is never read).
+Loading checks, in order: integrity (every sha256) and environment (the lock
+against this interpreter) before anything is unpickled; safety (the pickle's
+globals against an allow-list) as it unpickles, refusing a name before it is
+imported; then tree bounds and the golden sample re-predicted. Any failure
+refuses the model with the reason and the fix, unless an environment or golden
+failure can fall back to the ONNX twin (after an environment failure the pickle
+is never read).
 
 >>> import numpy as np, tempfile
 >>> from sklearn.linear_model import LogisticRegression
@@ -35,6 +36,7 @@ import pickle
 import platform
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
@@ -50,6 +52,7 @@ from keel.models.environment import (
     EnvironmentReport,
     capture_environment,
     check_environment,
+    installed_versions,
 )
 from keel.models.golden import (
     DEFAULT_ROWS,
@@ -60,8 +63,10 @@ from keel.models.golden import (
 )
 from keel.models.onnx_twin import FallbackWarning, OnnxModel, golden_problems
 from keel.models.pickle_refs import scan_pickle
-from keel.models.safety import check_pickle
+from keel.models.safety import safe_loads
 from keel.models.tree_check import tree_problems
+from keel.models.verified import VerifiedCache
+from keel.models.verified import enabled as verified_cache_enabled
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pkl"
@@ -92,6 +97,9 @@ class LoadedModel:
     backend: str = "native"
     environment: EnvironmentReport | None = None
     warnings: list[str] = field(default_factory=list)
+    # True when the integrity, tree and golden checks were skipped because
+    # these very files passed them in this environment before.
+    from_cache: bool = False
 
     def predict(self, data: Any) -> Any:
         return self.model.predict(data)
@@ -390,6 +398,7 @@ def load_model(
     trusted: Iterable[str] = (),
     check_golden: bool = True,
     fallback: bool = True,
+    cache: bool = True,
 ) -> LoadedModel:
     """Load a package after integrity, safety and environment checks; then verify its outputs.
 
@@ -397,9 +406,12 @@ def load_model(
     names globals (``module.name`` or ``prefix.``) the caller vouches for.
     When the environment or golden check fails and ``fallback`` is true, the
     package's ONNX twin answers instead (``backend == "onnx"``, with a
-    :class:`~keel.models.onnx_twin.FallbackWarning`). A directory MLflow wrote
-    (``MLmodel`` but no ``keel.json``) is loaded by
-    :func:`~keel.models.mlflow_format.load_mlflow_model` instead.
+    :class:`~keel.models.onnx_twin.FallbackWarning`). With ``cache``, a
+    package whose files are, by inode and timestamps, the ones that passed
+    every check in this environment before skips the integrity, tree and
+    golden checks (see :mod:`keel.models.verified`; ``LoadedModel.from_cache``
+    says so). A directory MLflow wrote (``MLmodel`` but no ``keel.json``) is
+    loaded by :func:`~keel.models.mlflow_format.load_mlflow_model` instead.
     """
     root = Path(path)
     if not (root / KEEL_FILE).is_file() and (root / "MLmodel").is_file():
@@ -407,25 +419,38 @@ def load_model(
         from keel.models.mlflow_format import load_mlflow_model
 
         return load_mlflow_model(root, policy=policy, trusted=trusted, check_golden=check_golden)
+    started_ns = time.time_ns()
     meta = read_meta(root)
     # The twin is as large as the model; it is verified only if it is needed.
     twin = (meta.get("onnx") or {}).get("file")
-    verify_integrity(root, meta.get("files"), skip=[twin] if twin else [])
-    payload = model_file(root, meta).read_bytes()
     lock = EnvironmentLock.from_dict(meta["environment"])
-    report = check_environment(lock, policy=policy)
+    installed = installed_versions(lock)
+    files = meta.get("files")
+    verified = VerifiedCache() if cache and verified_cache_enabled() else None
+    record = None
+    if verified is not None and isinstance(files, dict):
+        record = verified.lookup(root, _files_checked(files, twin), installed)
+    pickle_path = model_file(root, meta)
+    payload = VerifiedCache.read_unchanged(pickle_path, record) if record else None
+    if payload is None:
+        record = None
+        verify_integrity(root, files, skip=[twin] if twin else [])
+        payload = pickle_path.read_bytes()
+    report = check_environment(lock, policy=policy, installed=installed)
     if not report.ok:
         # The pickle is not used at all: the twin needs no unpickling. (Checking
         # its globals first would refuse a model whose library internals moved
         # between versions, the very case the twin is there for.)
         why = f"The model at {root} cannot be loaded safely here.\n{report.message()}"
         return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
-    check_pickle(payload, trusted=trusted)
-    model = pickle.loads(payload)
-    refuse_corrupt_trees(root, model)
+    model = safe_loads(payload, trusted=trusted)
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
         loaded.warnings.append(report.message())
+    if record is not None:
+        loaded.from_cache = True
+        return loaded
+    refuse_corrupt_trees(root, model)
     if check_golden and meta.get("golden"):
         problems = compare_golden(model, GoldenSample.from_dict(meta["golden"]))
         if problems:
@@ -435,7 +460,18 @@ def load_model(
                 + ". Load it in the environment it was saved in (see requirements.txt)."
             )
             return _fall_back(root, meta, report, why, enabled=fallback, check_golden=True)
+    if (
+        verified is not None
+        and isinstance(files, dict)
+        and (check_golden or not meta.get("golden"))
+    ):
+        verified.record(root, _files_checked(files, twin), installed, checked_since_ns=started_ns)
     return loaded
+
+
+def _files_checked(files: Mapping[str, str], twin: str | None) -> dict[str, str]:
+    # The twin is hashed only when it answers, so a native pass does not vouch for it.
+    return {name: digest for name, digest in files.items() if name != twin}
 
 
 def _twin_file(root: Path, meta: Mapping[str, Any], enabled: bool) -> tuple[Path | None, str]:
