@@ -1,23 +1,61 @@
-"""``keel demo`` and ``keel.demo.run_demo`` end to end on real SQLite files."""
+"""``keel demo`` and ``keel.demo.run_demo`` end to end on real SQLite files.
+
+The demo verifies its best model with real uv: the slow test builds the
+environment from the package's own lock (in a cache shared by this session)
+and loads the package there; the CLI test runs uv offline with an empty cache,
+so the build fails and the demo must explain it and carry on.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import keel
+from keel.cli.demo import render_summary
 from keel.cli.main import app
-from keel.demo import EXPERIMENT_NAME, PARENT_RUN_NAME, candidates, run_demo
+from keel.demo import (
+    EXPERIMENT_NAME,
+    PARENT_RUN_NAME,
+    DemoResult,
+    Verification,
+    candidates,
+    run_demo,
+)
 from keel.entities import PARENT_RUN_ID_TAG, RunStatus
+from keel.models.targets import CACHE_ENV_VAR, cached_environment, current_python, read_pins
 from keel.uris import resolve_tracking_uri
 
 pytest.importorskip("sklearn")
 
+# As in test_model_targets: a missing uv or PyPI skips the real build, nothing else does.
+_OFFLINE_HINTS = ("connect", "dns", "network", "took longer", "failed to fetch", "resolve host")
 
-def test_demo_command_quick(tracking: Path) -> None:
+
+@pytest.fixture(scope="session")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One environment cache for the session: the demo's lock is built once."""
+    return tmp_path_factory.mktemp("envs")
+
+
+def _summary(result: DemoResult) -> str:
+    buffer = io.StringIO()
+    render_summary(result, Console(file=buffer, width=400))
+    return buffer.getvalue()
+
+
+def test_demo_command_quick(tracking: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uv offline with an empty cache cannot build the verify environment (nor can
+    # a machine without uv): the demo must say why in one line and carry on.
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tracking / "envs"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tracking / "uv-cache"))
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_NO_CONFIG", "1")  # no find-links from a uv.toml
     db = tracking / "demo.db"
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
         app, ["demo", "--quick", "--tracking-uri", str(db)], prog_name="keel"
@@ -68,10 +106,78 @@ def test_demo_command_quick(tracking: Path) -> None:
     assert 'keel runs list --experiment keel-demo --order-by "metrics.accuracy DESC"' in out
     assert f"keel runs show {best_id}" in out
 
+    verify_line = next(line for line in out.splitlines() if line.startswith("Verify:"))
+    assert verify_line.startswith("Verify:    not run: "), out
+    assert "uv" in verify_line  # the reason names what was missing: uv or its network
+    target = artifact_dir / "model" / "requirements.txt"
+    rerun = f"models verify runs:/{best_id}/model --target {target} --tracking-uri {db}"
+    assert "to run it later: " in out and f"keel {rerun}" in out
+
+
+@pytest.mark.slow
+def test_demo_verifies_the_best_model_against_its_lock(
+    tracking: Path, env_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV_VAR, str(env_cache))
+    result = run_demo(str(tracking / "demo.db"), quick=True)
+    verification = result.verification
+    assert verification is not None and result.package is not None
+    if verification.result is None:
+        reason = (verification.error or "").lower()
+        if "pip install uv" in reason or any(hint in reason for hint in _OFFLINE_HINTS):
+            pytest.skip(f"cannot build the verify environment here: {verification.reason}")
+        pytest.fail(f"the verify environment failed to build: {verification.error}")
+
+    # Loaded natively (no ONNX fallback) and reproduced the golden sample, in an
+    # environment whose packages are exactly the lock's pins.
+    assert verification.result.outcome == "loads", verification.result.message
+    assert verification.result.backend == "native"
+    assert verification.result.predictions_match is True
+    assert verification.ok
+    assert verification.target == result.package / "requirements.txt"
+    assert verification.pins == read_pins(verification.target)
+    assert {"numpy", "scikit-learn"} <= set(verification.pins)
+    assert verification.result.packages == verification.pins
+    assert verification.python == current_python()
+    assert verification.build_seconds >= 0 and verification.load_seconds > 0
+    # Built once, then reused: the next demo (or `keel models verify`) finds it.
+    assert cached_environment(verification.pins, cache_dir=env_cache) is not None
+
+    out = _summary(result)
+    assert "Verify:    loads and matches its golden sample" in out
+    assert f"target:      {verification.target}" in out
+    environment = "reused from the cache" if verification.cached else "built with uv in"
+    assert environment in out
+    assert f"models verify {result.model_uri} --target {verification.target}" in out
+
+
+def test_verify_failures_are_one_line_reasons() -> None:
+    # The shape of keel.models.targets' uv failures: its sentence, then uv's stderr.
+    uv_failure = (
+        "Cannot install numpy==2.4.6 for Python 3.11 in the target environment. uv said:\n"
+        "error: Failed to fetch: `https://pypi.org/simple/numpy/`\n"
+        "  Caused by: dns error\n"
+        "  cause: Connection refused (os error 111)"
+    )
+    failed = Verification(Path("model/requirements.txt"), {}, "3.11", error=uv_failure)
+    assert failed.reason == (
+        "Cannot install numpy==2.4.6 for Python 3.11 in the target environment "
+        "(uv: Connection refused (os error 111))"
+    )
+    assert not failed.ok
+    no_uv = (
+        "Building a target environment needs uv, which is not installed. "
+        "Install it with: pip install uv"
+    )
+    assert Verification(Path("r.txt"), {}, "3.11", error=no_uv).reason == no_uv
+    assert Verification(Path("r.txt"), {}, "3.11").reason is None
+
 
 def test_run_demo_from_python_on_the_default_database(tracking: Path) -> None:
     keel.set_tracking_uri(None)  # as a fresh process: ./keel.db in the working directory
-    result = run_demo(quick=True)
+    result = run_demo(quick=True, verify=False)
+    assert result.verification is None
+    assert "Verify:    skipped (--no-verify); to run it: " in _summary(result)
     assert result.tracking_uri == resolve_tracking_uri(str(tracking / "keel.db"))
     assert result.database == tracking / "keel.db"
     assert result.runs[0].info.run_id == result.best_run.info.run_id

@@ -3,11 +3,16 @@
 It uses the breast-cancer data set that ships inside scikit-learn, so it needs
 no download, and shows the fluent API a real project would use: a parent run
 with nested child runs, params, metric series, dataset inputs, tags, a figure
-and a JSON report, then ``keel.search_runs`` to pick the best model.
+and a JSON report, then ``keel.search_runs`` to pick the best model. The best
+model is saved as a package (with an ONNX twin), checked as ``keel models
+doctor`` would, and proved as ``keel models verify`` would: loaded in a fresh
+uv environment holding only its locked packages plus Keel.
 
 >>> result = run_demo("demo.db", quick=True)   # doctest: +SKIP
 >>> result.best_run.data.metrics["accuracy"]   # doctest: +SKIP
 0.98...
+>>> result.verification.result.outcome         # doctest: +SKIP
+'loads'
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ import hashlib
 import importlib.util
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keel
 from keel.entities import PARENT_RUN_ID_TAG, Dataset, Run
-from keel.errors import require
+from keel.errors import KeelError, require
 from keel.uris import sqlite_path
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from keel.models.doctor import Diagnosis
+    from keel.models.targets import VerifyResult
 
 EXPERIMENT_NAME = "keel-demo"
 PARENT_RUN_NAME = "hyperparameter-search"
@@ -99,8 +108,50 @@ class _Evaluation:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """``keel models verify`` of the best model's package against its own lock.
+
+    ``target`` is the package's ``requirements.txt`` (the lock's exact pins).
+    ``result`` is None when the environment could not be built (no uv,
+    offline, interrupted); ``error`` then holds the full reason.
+    """
+
+    target: Path
+    pins: dict[str, str]
+    python: str  # X.Y the environment was built for
+    result: VerifyResult | None = None
+    error: str | None = None
+    cached: bool = False  # the environment already existed: nothing was built
+    build_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the package loaded (natively or through its twin) in the environment."""
+        return self.result is not None and self.result.ok
+
+    @property
+    def reason(self) -> str | None:
+        """``error`` on one line: its first line plus, for a uv failure, uv's last word."""
+        if self.error is None:
+            return None
+        first, *rest = self.error.strip().splitlines() or [""]
+        said = [line.strip() for line in rest if line.strip()]
+        if not said:
+            return first
+        # uv ends with its most specific cause ("Connection refused", "the
+        # network was disabled"), which is the part worth a line.
+        last = said[-1].removeprefix("error: ").removeprefix("cause: ").removeprefix("hint: ")
+        return f"{first.removesuffix(' uv said:').rstrip('.')} (uv: {last})"
+
+
+@dataclass(frozen=True)
 class DemoResult:
-    """What the demo made: where it is stored, and its runs (best first)."""
+    """What the demo made: where it is stored, and its runs (best first).
+
+    ``seconds`` covers training and packaging; the verification's own timings
+    are in ``verification`` (None when it was skipped).
+    """
 
     tracking_uri: str
     experiment_id: str
@@ -110,7 +161,9 @@ class DemoResult:
     artifacts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     model_uri: str | None = None
-    diagnosis: Any = None  # keel.models.doctor.Diagnosis of the best model's package
+    package: Path | None = None  # the best model's package directory, local
+    diagnosis: Diagnosis | None = None  # of the best model's package, in this environment
+    verification: Verification | None = None
 
     @property
     def database(self) -> Path | None:
@@ -242,7 +295,9 @@ def _log_best_artifacts(run: Run, evaluation: _Evaluation, data: _Data) -> list[
     return logged
 
 
-def _package_best_model(run: Run, evaluation: _Evaluation, data: _Data) -> tuple[str, Any]:
+def _package_best_model(
+    run: Run, evaluation: _Evaluation, data: _Data
+) -> tuple[str, Path, Diagnosis]:
     """Save the best model as a package in its run, then check it as a server would."""
     from keel.models import resolve_model_uri
     from keel.models.doctor import diagnose
@@ -255,18 +310,84 @@ def _package_best_model(run: Run, evaluation: _Evaluation, data: _Data) -> tuple
         training_data=data.x_train,
         run_id=run.info.run_id,
     )
-    return uri, diagnose(resolve_model_uri(uri))
+    package = resolve_model_uri(uri)
+    return uri, package, diagnose(package)
+
+
+def _verify_package(package: Path, console: Console | None) -> Verification:
+    """Load ``package`` in a uv environment built from its own requirements.txt.
+
+    Never raises for the environment's sake: the runs are already tracked, so a
+    missing uv or network only costs this check, which ``error`` explains.
+    """
+    from keel.models.targets import (
+        build_environment,
+        cached_environment,
+        current_python,
+        read_pins,
+        verify_in,
+    )
+
+    target = package / "requirements.txt"
+    python = current_python()
+    pins: dict[str, str] = {}
+    started = time.perf_counter()
+    cached = False
+    try:
+        with _status(console, "Verifying the best model in a fresh environment") as update:
+            pins = read_pins(target)
+            cached = cached_environment(pins, python) is not None
+            env_python = build_environment(
+                pins, python, status=lambda message: update(f"Verify: {message}")
+            )
+            built = time.perf_counter()
+            update("Verify: loading the package in the fresh environment")
+            result = verify_in(env_python, package)
+    except (KeelError, OSError) as exc:
+        message = exc.message if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
+        return Verification(target, pins, python, error=message, cached=cached)
+    except KeyboardInterrupt:
+        # Ctrl-C during a slow first build should not lose the summary of runs
+        # already tracked; an unfinished environment is rebuilt next time.
+        return Verification(target, pins, python, error="Interrupted (Ctrl-C).", cached=cached)
+    return Verification(
+        target,
+        pins,
+        python,
+        result=result,
+        cached=cached,
+        build_seconds=built - started,
+        load_seconds=time.perf_counter() - built,
+    )
+
+
+@contextmanager
+def _status(console: Console | None, message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on ``console`` (none without one); yields the function that updates it."""
+    if console is None:
+        yield lambda _message: None
+        return
+    with console.status(message) as status:
+        yield lambda text: status.update(text)
 
 
 def run_demo(
-    tracking_uri: str | None = None, *, quick: bool = False, console: Console | None = None
+    tracking_uri: str | None = None,
+    *,
+    quick: bool = False,
+    verify: bool = True,
+    console: Console | None = None,
 ) -> DemoResult:
     """Train a small grid of models into experiment ``keel-demo`` and return what it logged.
 
     ``tracking_uri`` is set as the process's tracking URI (as
     :func:`keel.set_tracking_uri` does); without it, the usual default applies
     (``$KEEL_TRACKING_URI``, else ``./keel.db``). ``quick`` trains three models
-    instead of eight. With a ``console``, a progress bar is shown on it.
+    instead of eight. ``verify`` loads the best model's package in a uv
+    environment built from its own lock (cached under
+    :func:`keel.models.targets.default_cache_dir`); a failure to build it is
+    reported in ``verification.error``, never raised. With a ``console``, a
+    progress bar and a spinner are shown on it.
     """
     require("sklearn", "sklearn", "The Keel demo")
     started = time.perf_counter()
@@ -300,7 +421,9 @@ def run_demo(
         keel.set_tag("best_run_id", best.info.run_id)
         keel.log_metric("best_accuracy", best.data.metrics["accuracy"], synchronous=True)
     artifacts = _log_best_artifacts(best, evaluations[best.info.run_id], data)
-    model_uri, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
+    model_uri, package, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
+    seconds = time.perf_counter() - started
+    verification = _verify_package(package, console) if verify else None
     return DemoResult(
         tracking_uri=keel.get_tracking_uri(),
         experiment_id=experiment.experiment_id,
@@ -308,7 +431,9 @@ def run_demo(
         best_run=keel.get_run(best.info.run_id),
         runs=list(children),
         artifacts=artifacts,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         model_uri=model_uri,
+        package=package,
         diagnosis=diagnosis,
+        verification=verification,
     )

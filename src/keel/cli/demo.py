@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from keel.cli import TrackingUri
 from keel.cli.output import add_row, console, format_number
@@ -15,7 +16,7 @@ from keel.cli.output import add_row, console, format_number
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from keel.demo import DemoResult
+    from keel.demo import DemoResult, Verification
 
 _SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "cv_accuracy_mean")
 
@@ -25,16 +26,29 @@ def demo(
     quick: Annotated[
         bool, typer.Option("--quick", help="Train 3 models instead of 8 (a few seconds).")
     ] = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Skip `keel models verify` of the best model (building its environment "
+            "with uv takes seconds when cached, longer on first use).",
+        ),
+    ] = False,
 ) -> None:
     """Train and track a few models: a tour of Keel.
 
     Trains a small grid of scikit-learn models on a data set bundled with
     scikit-learn (no download) and tracks them in experiment "keel-demo" in the
-    tracking URI (./keel.db and ./keel-artifacts by default).
+    tracking URI (./keel.db and ./keel-artifacts by default). The best model is
+    saved as a package with an ONNX twin, checked with `keel models doctor`,
+    and verified with `keel models verify` against its own requirements.txt: a
+    fresh uv environment with only the locked packages plus Keel (cached in
+    $KEEL_ENV_CACHE, else ~/.cache/keel/envs). If that environment cannot be
+    built, the demo says why and carries on.
     """
     from keel.demo import run_demo
 
-    result = run_demo(tracking_uri, quick=quick, console=console(stderr=True))
+    result = run_demo(tracking_uri, quick=quick, verify=not no_verify, console=console(stderr=True))
     render_summary(result, console())
 
 
@@ -63,11 +77,15 @@ def render_summary(result: DemoResult, out: Console) -> None:
     uri_flag = "" if _is_default(result) else f" --tracking-uri {where}"
     # Under `uv run` the keel script lives in the project's .venv, not on PATH.
     keel_cmd = "python3 -m uv run keel" if os.environ.get("UV_RUN_RECURSION_DEPTH") else "keel"
+    # The package's own requirements.txt: the lock the demo verifies against.
+    target = result.package / "requirements.txt" if result.package else None
+    verify_cmd = f"{keel_cmd} models verify {result.model_uri} --target {target}{uri_flag}"
     # Paths and commands are printed verbatim: no rich markup inside them.
     for line in (
         f"Database:  {where}",
         f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
         *_package_lines(result),
+        *_verify_lines(result.verification, verify_cmd if target else None),
         "",
         "Next:",
         f"  {keel_cmd} runs list --experiment keel-demo "
@@ -94,6 +112,54 @@ def _package_lines(result: DemoResult) -> list[str]:
     checks = ", ".join(f"{c.name} {'ok' if c.ok else 'FAILED'}" for c in result.diagnosis.checks)
     verdict = "would load here" if result.diagnosis.ok else "would be refused here"
     return [f"Model:     {result.model_uri} ({verdict}: {checks})"]
+
+
+_OUTCOMES = {
+    ("loads", True): "loads and matches its golden sample",
+    ("loads", None): "loads (no golden sample to compare)",
+    ("onnx", True): "falls back to its ONNX twin, which matches the golden sample",
+    ("onnx", None): "falls back to its ONNX twin",
+    ("refused", None): "refused",
+    ("error", None): "failed",
+}
+
+
+def _verify_lines(verification: Verification | None, command: str | None) -> list[str | Text]:
+    """What `keel models verify` against the package's own lock did, and how to rerun it."""
+    if command is None:
+        return []
+    indent = " " * len("Verify:    ")
+    if verification is None:
+        return [f"Verify:    skipped (--no-verify); to run it: {command}"]
+    result = verification.result
+    if result is None:
+        return [
+            Text.assemble("Verify:    ", ("not run", "yellow"), f": {verification.reason}"),
+            f"{indent}to run it later: {command}",
+        ]
+    outcome = _OUTCOMES.get((result.outcome, result.predictions_match), result.outcome)
+    lines: list[str | Text] = [
+        Text.assemble(
+            "Verify:    ",
+            (outcome, "green" if result.ok else "red"),
+            f" in a fresh Python {result.python} environment holding only its lock plus Keel",
+        )
+    ]
+    if not result.ok or result.outcome == "onnx":
+        lines += [f"{indent}{line}" for line in result.message.splitlines()]
+    pins = sorted(f"{name}=={version}" for name, version in verification.pins.items())
+    shown = ", ".join(pins[:4]) + (f" and {len(pins) - 4} more" if len(pins) > 4 else "")
+    built = (
+        f"reused from the cache in {verification.build_seconds:.1f}s"
+        if verification.cached
+        else f"built with uv in {verification.build_seconds:.1f}s (cached for next time)"
+    )
+    return [
+        *lines,
+        f"{indent}target:      {verification.target} ({shown})",
+        f"{indent}environment: {built}; loading took {verification.load_seconds:.1f}s",
+        f"{indent}command:     {command}",
+    ]
 
 
 def _is_default(result: DemoResult) -> bool:

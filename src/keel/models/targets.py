@@ -167,6 +167,27 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def cached_environment(
+    requirements: Mapping[str, str] | Path,
+    python: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+) -> Path | None:
+    """The interpreter of a finished environment :func:`build_environment` would reuse, or None.
+
+    Lets a caller say whether a build is about to happen (and may download)
+    before starting it.
+
+    >>> cached_environment({"numpy": "1.24.4"}, "3.11", cache_dir=Path("/nonexistent")) is None
+    True
+    """
+    version = python or current_python()
+    venv = (cache_dir or default_cache_dir()) / environment_key(read_pins(requirements), version)
+    if (venv / MARKER).is_file() and venv_python(venv).is_file():
+        return venv_python(venv)
+    return None
+
+
 def build_environment(
     requirements: Mapping[str, str] | Path,
     python: str | None = None,
@@ -186,9 +207,10 @@ def build_environment(
     """
     pins = read_pins(requirements)
     version = python or current_python()
+    cached = cached_environment(pins, version, cache_dir=cache_dir)
+    if cached is not None:
+        return cached
     venv = (cache_dir or default_cache_dir()) / environment_key(pins, version)
-    if (venv / MARKER).is_file() and venv_python(venv).is_file():
-        return venv_python(venv)
     report = status or (lambda _message: None)
     uv = uv_command()
     root = source_root()
