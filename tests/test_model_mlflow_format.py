@@ -232,19 +232,109 @@ def test_scipy_is_checked_as_a_companion_of_scikit_learn(tmp_path: Path) -> None
         load_model(root)
 
 
-def test_skops_is_refused_clearly(tmp_path: Path) -> None:
-    root = _write(
-        tmp_path / "m", _fitted()[0], descriptor=_mlmodel(file="model.skops", fmt="skops")
-    )
-    with pytest.raises(ModelRefused, match="skops models is not supported by Keel yet"):
+def _write_skops(root: Path, model: Any, **kwargs: Any) -> Path:
+    """An MLflow skops directory by hand: skops.io.dump and MLflow's descriptor and pins."""
+    skops_io = pytest.importorskip("skops.io")
+    kwargs.setdefault("descriptor", _mlmodel(file="model.skops", fmt="skops"))
+    kwargs.setdefault("requirements", _requirements() + f"skops=={skops_io_version()}\n")
+    root = _write(root, None, **kwargs)
+    (root / "model.pkl").unlink()
+    skops_io.dump(model, root / "model.skops")
+    return root
+
+
+def skops_io_version() -> str:
+    return importlib.metadata.version("skops")
+
+
+def test_hand_built_skops_directory_loads(tmp_path: Path) -> None:
+    x, y = _data()
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    descriptor = _mlmodel(file="model.skops", fmt="skops")
+    descriptor["flavors"]["sklearn"]["skops_trusted_types"] = ["sklearn.tree._tree.Tree"]
+    root = _write_skops(tmp_path / "m", model, descriptor=descriptor)
+    loaded = load_model(root)
+    assert loaded.flavor == "sklearn" and loaded.backend == "native"
+    assert loaded.predict(x).tolist() == model.predict(x).tolist()
+    notes = "\n".join(loaded.warnings)
+    assert "no checksums" in notes and "no golden sample" in notes
+    # The file's own list of trusted types is not how Keel decides.
+    assert "does not take a file's word" in notes
+    assert "not referenced by the skops file" in notes and "pandas==" in notes
+
+
+def test_skops_pins_are_checked(tmp_path: Path) -> None:
+    model, x = _fitted()
+    pins = _requirements(**{"scikit-learn": "1.3.2"}) + f"skops=={skops_io_version()}\n"
+    root = _write_skops(tmp_path / "m", model, requirements=pins)
+    descriptor = _mlmodel(file="model.skops", fmt="skops", sklearn_version="1.3.2")
+    (root / "MLmodel").write_text(yaml.safe_dump(descriptor))
+    with pytest.raises(ModelRefused, match=r"pip install 'scikit-learn==1\.3\.2'"):
         load_model(root)
-    # A pyfunc-only descriptor does not say skops; the zip's magic bytes do.
-    descriptor = _mlmodel()
-    del descriptor["flavors"]["sklearn"]
-    other = _write(tmp_path / "n", None, descriptor=descriptor)
-    (other / "model.pkl").write_bytes(b"PK\x03\x04" + b"\0" * 40)
-    with pytest.raises(ModelRefused, match="skops"):
+    assert load_model(root, policy="warn").predict(x[:3]).tolist() == model.predict(x[:3]).tolist()
+    old_skops = _requirements() + "skops==0.9.0\n"
+    other = _write_skops(tmp_path / "n", model, requirements=old_skops)
+    assert any("skops: saved 0.9.0" in w for w in load_model(other).warnings)
+
+
+def test_format_is_read_from_the_bytes(tmp_path: Path) -> None:
+    model, x = _fitted()
+    descriptor = _mlmodel(file="model.skops", fmt="skops")
+    del descriptor["flavors"]["sklearn"]  # pyfunc only: no format recorded
+    root = _write_skops(tmp_path / "m", model, descriptor=descriptor)
+    assert load_model(root).predict(x).tolist() == model.predict(x).tolist()
+    # MLmodel says skops, but the file is a pickle: refused, not unpickled.
+    canary = tmp_path / "canary"
+    other = _write(tmp_path / "n", _Payload(canary), descriptor=_mlmodel(fmt="skops"))
+    with pytest.raises(ModelRefused, match="is not one"):
         load_model(other)
+    assert not canary.exists()
+
+
+def test_a_command_in_a_skops_file_is_refused_and_never_runs(tmp_path: Path) -> None:
+    skops_io = pytest.importorskip("skops.io")
+    canary = tmp_path / "canary"
+    root = _write_skops(tmp_path / "m", _fitted()[0])
+    data = skops_io.dumps([1])
+    gadget = {
+        "__class__": "system",
+        "__module__": "os",
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": [
+                {
+                    "__class__": "str",
+                    "__module__": "builtins",
+                    "__loader__": "JsonNode",
+                    "content": json.dumps(f"touch {canary}"),
+                    "is_json": True,
+                }
+            ],
+        },
+    }
+    (root / "model.skops").write_bytes(_with_schema_node(data, gadget))
+    with pytest.raises(UnsafePickle, match=r"os\.system"):
+        load_model(root)
+    assert not canary.exists()
+
+
+def _with_schema_node(data: bytes, node: dict[str, Any]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            raw = src.read(info.filename)
+            if info.filename == "schema.json":
+                schema = json.loads(raw)
+                schema["content"].append(node)
+                raw = json.dumps(schema).encode()
+            dst.writestr(info.filename, raw)
+    return out.getvalue()
 
 
 def test_other_formats_and_flavors_are_refused(tmp_path: Path) -> None:
@@ -295,7 +385,10 @@ _SAVE_WITH_MLFLOW = textwrap.dedent(
     x = np.random.default_rng(0).normal(size=(80, 4))
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, y)
-    mlflow.sklearn.save_model(model, sys.argv[1], serialization_format="cloudpickle")
+    trusted = ["sklearn.tree._tree.Tree"] if sys.argv[3] == "skops" else None
+    mlflow.sklearn.save_model(
+        model, sys.argv[1], serialization_format=sys.argv[3], skops_trusted_types=trusted
+    )
     out = {"x": x.tolist(), "predict": model.predict(x).tolist(),
            "proba": model.predict_proba(x).tolist()}
     with open(sys.argv[2], "w") as fh:
@@ -304,7 +397,8 @@ _SAVE_WITH_MLFLOW = textwrap.dedent(
 )
 
 
-def test_directory_written_by_mlflow_loads_and_predicts_the_same(tmp_path: Path) -> None:
+def _save_with_mlflow(tmp_path: Path, fmt: str) -> tuple[Path, dict[str, Any]]:
+    """Run MLflow 3 in the bench venv to save a forest; skip without that venv."""
     if not BENCH_PYTHON.exists():
         pytest.skip(f"needs the MLflow 3 bench venv at {BENCH_PYTHON}")
     probe = subprocess.run(
@@ -315,7 +409,7 @@ def test_directory_written_by_mlflow_loads_and_predicts_the_same(tmp_path: Path)
     root, expected = tmp_path / "mlflow-model", tmp_path / "expected.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "MLFLOW_"))}
     proc = subprocess.run(
-        [str(BENCH_PYTHON), "-c", _SAVE_WITH_MLFLOW, str(root), str(expected)],
+        [str(BENCH_PYTHON), "-c", _SAVE_WITH_MLFLOW, str(root), str(expected), fmt],
         capture_output=True,
         text=True,
         timeout=120,
@@ -323,10 +417,16 @@ def test_directory_written_by_mlflow_loads_and_predicts_the_same(tmp_path: Path)
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    saved = json.loads(expected.read_text())
-    same_versions = _bench_matches_here(root)
-    if not same_versions:
+    if not _bench_matches_here(root):
         pytest.skip("the bench venv's scikit-learn/numpy differ from this venv's")
+    saved: dict[str, Any] = json.loads(expected.read_text())
+    return root, saved
+
+
+@pytest.mark.parametrize("fmt", ["cloudpickle", "skops"])
+def test_directory_written_by_mlflow_loads_and_predicts_the_same(tmp_path: Path, fmt: str) -> None:
+    root, saved = _save_with_mlflow(tmp_path, fmt)
+    assert (root / ("model.skops" if fmt == "skops" else "model.pkl")).is_file()
     loaded = load_model(root)
     x = np.asarray(saved["x"])
     assert loaded.backend == "native" and loaded.flavor == "sklearn"

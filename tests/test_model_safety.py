@@ -25,7 +25,13 @@ import pytest
 
 from keel.errors import InvalidParameter
 from keel.models.pickle_refs import scan_pickle
-from keel.models.safety import ALLOWED_GLOBALS, UnsafePickle, check_pickle, safe_loads
+from keel.models.safety import (
+    ALLOWED_GLOBALS,
+    UnsafePickle,
+    check_names,
+    check_pickle,
+    safe_loads,
+)
 from malicious_corpus import Item, malicious_corpus, malicious_pickles
 
 np = pytest.importorskip("numpy")
@@ -517,3 +523,39 @@ def test_modules_outside_allowed_packages_are_never_imported(
     assert evil not in sys.modules
     assert not {name for name in set(sys.modules) - before if evil in name}
     assert not canary.exists()
+
+
+# --- names listed outside a pickle (a skops file's types) ----------------------
+
+
+def test_check_names_judges_listed_names_like_globals() -> None:
+    dotted = f"{LocalModel.__module__}.LocalModel"
+    assert check_names(["collections.OrderedDict", ("datetime", "date")]) == (
+        "collections.OrderedDict",
+        "datetime.date",
+    )
+    with pytest.raises(UnsafePickle) as raised:
+        check_names([dotted, "numpy.ndarray", "subprocess.Popen", ("builtins", "eval")])
+    assert refusal_names(raised.value) == [dotted, "subprocess.Popen", "builtins.eval"]
+    assert check_names([dotted], trusted=[dotted]) == (dotted,)
+    assert check_names([dotted], declared_modules=[LocalModel.__module__]) == (dotted,)
+    with pytest.raises(UnsafePickle):  # a prefix never unlocks os
+        check_names(["os.system"], trusted=["os."])
+
+
+def test_check_names_reads_a_method_as_module_and_qualname() -> None:
+    # ("module", "Class.method") looks the method up on the class: a function, refused.
+    with pytest.raises(UnsafePickle) as raised:
+        check_names([("sklearn.linear_model", "LogisticRegression.fit")])
+    assert refusal_names(raised.value) == ["sklearn.linear_model.LogisticRegression.fit"]
+    assert "a function, not a class" in raised.value.message
+
+
+def test_skops_refusals_are_worded_for_skops() -> None:
+    with pytest.raises(UnsafePickle) as raised:
+        check_names([f"{LocalModel.__module__}.LocalModel"], source="skops")
+    message = raised.value.message
+    assert raised.value.source == "skops"
+    assert message.startswith("Refusing to load the skops file: 1 problem")
+    assert "unpickl" not in message and "Prefer a format" not in message
+    assert "trusted=[" in message

@@ -78,3 +78,79 @@ def test_crafted_package_is_refused_before_predict(tmp_path: Path) -> None:
     # If predict ran first, this process could crash instead of raising.
     with pytest.raises(ModelRefused, match="out of bounds"):
         load_model(path)
+
+
+# --- HistGradientBoosting's TreePredictor ------------------------------------
+
+
+def _hist(categorical: bool = False) -> Any:
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = _xy()
+    frame = pd.DataFrame(x, columns=list("abcd"))
+    if categorical:
+        frame["d"] = pd.Categorical(np.where(x[:, 3] > 0, "u", np.where(x[:, 2] > 0, "v", "w")))
+        y = ((frame["d"] == "u") ^ (x[:, 0] > 0)).astype(int)
+    features = "from_dtype" if categorical else None
+    model = HistGradientBoostingClassifier(
+        max_iter=6, random_state=0, categorical_features=features
+    )
+    return model.fit(frame, y)
+
+
+def _tamper_predictor(model: Any, field: str, value: int, categorical: bool = False) -> None:
+    for iteration in model._predictors:
+        for predictor in iteration:
+            nodes = predictor.nodes.copy()
+            where = np.flatnonzero(nodes["is_categorical"] == 1) if categorical else [0]
+            if len(where):
+                nodes[field][where[0]] = value
+                predictor.nodes = nodes
+                return
+    raise AssertionError("no node to tamper with")
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_real_hist_gradient_boosting_passes(categorical: bool) -> None:
+    assert tree_problems(make_pipeline(_hist(categorical))) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "categorical", "problem"),
+    [
+        ("left", 10_000, False, "left child indices"),
+        ("right", 0, False, "right child indices"),  # back to the root: a loop
+        ("feature_idx", 4, False, "feature indices outside 0..3"),
+        ("feature_idx", -1, False, "feature indices outside 0..3"),
+        ("bitset_idx", 500, True, "categorical bitset indices"),
+        # Predictors index the preprocessed columns, categorical ones first: 1 is numeric.
+        ("feature_idx", 1, True, "does not treat as categorical"),
+    ],
+)
+def test_crafted_hist_nodes_are_found(
+    field: str, value: int, categorical: bool, problem: str
+) -> None:
+    model = _hist(categorical)
+    _tamper_predictor(model, field, value, categorical)
+    found = tree_problems(model)
+    assert any(problem in p and p.startswith("hist tree") for p in found), found
+
+
+def test_a_predictor_placed_elsewhere_first_is_still_checked_under_its_model() -> None:
+    model = _hist()
+    _tamper_predictor(model, "feature_idx", 40, False)
+    first = model._predictors[0][0]
+    # Reached first outside the estimator (its feature bound unknown there)...
+    found = tree_problems(make_pipeline(StandardScaler(), model).__dict__ | {"x": [first]})
+    assert any("feature indices outside 0..3" in p for p in found), found
+
+
+def test_trees_nested_too_deep_to_check_are_refused_not_skipped() -> None:
+    x, y = _xy()
+    nested: Any = DecisionTreeClassifier().fit(x, y)
+    for _ in range(120):
+        nested = [nested]
+    assert tree_problems(nested) == [
+        "objects nested more than 100 levels deep, too deep to check for trees"
+    ]

@@ -26,12 +26,14 @@ def log_model(
     training_data: Any = None,
     run_id: str | None = None,
     onnx: bool = True,
+    serialization: str = "pickle",
 ) -> str:
     """Save the model as a package under a run's artifacts; return its ``runs:/`` URI.
 
     The run is ``run_id``, else the active run (started if there is none). The
     package records the run id, its git commit and its dataset digests as
-    provenance. ``onnx=False`` skips the ONNX twin (faster to save, no fallback).
+    provenance. ``onnx=False`` skips the ONNX twin (faster to save, no fallback);
+    ``serialization="skops"`` writes ``model.skops`` instead of ``model.pkl``.
     """
     if run_id is None:
         active = fluent.active_run() or fluent.start_run()
@@ -55,6 +57,7 @@ def log_model(
             training_data=training_data,
             provenance=provenance,
             onnx=onnx,
+            serialization=serialization,
         )
         Client().log_artifacts(run_id, package, artifact_path)
     return f"runs:/{run_id}/{artifact_path}"

@@ -70,6 +70,7 @@ def inspect_package(model: ModelUri, json_output: JsonOutput = False) -> None:
         "provenance": meta.get("provenance"),
         "files": meta.get("files"),
         "pickle_globals": (meta.get("pickle") or {}).get("globals", []),
+        "skops_types": (meta.get("skops") or {}).get("types", []),
         "golden_outputs": sorted((meta.get("golden") or {}).get("outputs", {})),
     }
     if json_output:
@@ -96,7 +97,10 @@ def inspect_package(model: ModelUri, json_output: JsonOutput = False) -> None:
     if provenance:
         out.print(key_value_table("Provenance", [(k, str(v)) for k, v in provenance.items()]))
     out.print(key_value_table("Files (sha256)", sorted((summary["files"] or {}).items())))
-    out.print(key_value_table("Pickle globals", [(g, "") for g in summary["pickle_globals"]]))
+    if summary["skops_types"]:
+        out.print(key_value_table("skops types", [(t, "") for t in summary["skops_types"]]))
+    else:
+        out.print(key_value_table("Pickle globals", [(g, "") for g in summary["pickle_globals"]]))
 
 
 @app.command()

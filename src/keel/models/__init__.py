@@ -4,6 +4,8 @@
 >>> keel.models.save(pipe, "out/model", input_example=X[:5])     # doctest: +SKIP
 >>> m = keel.models.load("runs:/<run_id>/model")                  # doctest: +SKIP
 >>> m.predict(X)                                                   # doctest: +SKIP
+>>> keel.models.save(pipe, "out/m", input_example=X, serialization="skops")  # doctest: +SKIP
+>>> keel.models.load("model.joblib").warnings  # bare file: fewer checks  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ save = save_model
 
 
 def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
-    """A local directory for a model URI: a plain path or ``runs:/<run_id>/<path>``."""
+    """A local path for a model URI: a plain path or ``runs:/<run_id>/<path>``.
+
+    The path is a package directory, an MLflow model directory or a bare
+    model file (pickle, joblib, skops), whichever the URI names.
+
+    >>> resolve_model_uri("out/model.joblib").name
+    'model.joblib'
+    """
     text = os.fspath(uri)
     if text.startswith("runs:/"):
         from keel.errors import InvalidParameter
@@ -45,5 +54,9 @@ def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
 
 
 def load(uri: str | os.PathLike[str], **checks: Any) -> LoadedModel:
-    """Load a package from a path or ``runs:/`` URI with every check (see ``load_model``)."""
+    """Load a package from a path or ``runs:/`` URI with every check (see ``load_model``).
+
+    A bare pickle, joblib or skops file loads too, through the allow-list and
+    the tree check only; its ``warnings`` say what could not be verified.
+    """
     return load_model(resolve_model_uri(uri), **checks)

@@ -27,7 +27,7 @@ from typing import Any
 
 from keel.errors import KeelError
 from keel.models.environment import EnvironmentLock, check_environment
-from keel.models.package import model_file, read_meta, verify_integrity
+from keel.models.package import model_file, read_meta, serialization_of, verify_integrity
 from keel.models.safety import check_pickle
 
 
@@ -77,8 +77,7 @@ def diagnose(
     except KeelError as exc:
         checks.append(Check("integrity", False, exc.message))
     try:
-        scan = check_pickle(model_file(root, meta).read_bytes(), trusted=trusted)
-        checks.append(Check("safety", True, f"{len(scan.globals)} globals, all on the allow-list"))
+        checks.append(_safety(root, meta, trusted))
     except KeelError as exc:
         checks.append(Check("safety", False, exc.message))
     lock = EnvironmentLock.from_dict(meta["environment"])
@@ -98,6 +97,18 @@ def diagnose(
     )
     checks.append(_twin_check(meta.get("onnx")))
     return Diagnosis(root, tuple(checks))
+
+
+def _safety(root: Path, meta: Mapping[str, Any], trusted: Iterable[str]) -> Check:
+    """The allow-list over the model file's names, read from its bytes without loading it."""
+    data = model_file(root, meta).read_bytes()
+    if serialization_of(meta) == "skops":
+        from keel.models.skops_format import check_skops
+
+        types = check_skops(data, trusted=trusted).names
+        return Check("safety", True, f"skops file: {len(types)} types, all on the allow-list")
+    scan = check_pickle(data, trusted=trusted)
+    return Check("safety", True, f"{len(scan.globals)} globals, all on the allow-list")
 
 
 def _twin_check(entry: object) -> Check:

@@ -1,13 +1,16 @@
 """Load MLflow-format scikit-learn model directories through Keel's checks.
 
 ``mlflow.sklearn.save_model`` (or ``log_model``) writes a directory with an
-``MLmodel`` descriptor, the pickled model and the environment it was saved in
-(``requirements.txt``, ``python_env.yaml``). It has no checksums and no golden
-sample, so of Keel's checks only these apply, in order: the model file must
-be a plain file inside the directory, the environment must match the declared
-versions, and the pickle's globals must pass the allow-list before anything is
-unpickled; after unpickling, tree models' node arrays are bounds-checked.
-What could not be verified is listed in ``LoadedModel.warnings``.
+``MLmodel`` descriptor, the model file (``model.pkl``, pickle or cloudpickle;
+or ``model.skops``) and the environment it was saved in (``requirements.txt``,
+``python_env.yaml``). It has no checksums and no golden sample, so of Keel's
+checks only these apply, in order: the model file must be a plain file inside
+the directory, the environment must match the declared versions of what the
+file references, and the file's names (a pickle's globals, a skops file's
+types) must pass the allow-list before anything is imported; after loading,
+tree models' node arrays are bounds-checked. What could not be verified is
+listed in ``LoadedModel.warnings``. MLflow's ``skops_trusted_types`` is not
+used: a file does not get to say which of its own types are safe.
 
 >>> import pickle, tempfile
 >>> from pathlib import Path
@@ -45,6 +48,7 @@ from keel.models.safety import Refusal, UnsafePickle, safe_loads
 MLMODEL = "MLmodel"
 MAX_DESCRIPTOR_BYTES = 1 << 20  # MLmodel, requirements.txt, python_env.yaml: KBs in practice
 PICKLE_FORMATS = ("pickle", "cloudpickle")
+FORMATS = (*PICKLE_FORMATS, "skops")
 
 # Pins MLflow writes for itself rather than for the model. mlflow is needed only
 # to load through MLflow; cloudpickle only to rebuild objects defined at runtime,
@@ -91,10 +95,19 @@ def load_mlflow_model(
     flavor = sklearn_flavor(root, descriptor)
     model_path = model_file(root, flavor)
     payload = model_path.read_bytes()
-    _refuse_skops_payload(root, model_path.name, payload)
+    skops = _is_skops(root, model_path, flavor, payload)
     declared = declared_environment(root, descriptor, flavor)
-    report = _check_environment(root, declared, payload, policy)
-    model = safe_loads(payload, trusted=trusted)
+    if skops:
+        from keel.models import skops_format
+
+        # Read statically: the environment is checked before anything is loaded.
+        needed = _needed_distributions(skops_format.scan_skops(payload).modules, "skops")
+        report = _check_environment(root, declared, needed, "skops file", policy)
+        model = skops_format.loads(payload, trusted=trusted)
+    else:
+        needed = _needed_distributions(_pickle_modules(payload))
+        report = _check_environment(root, declared, needed, "pickle", policy)
+        model = safe_loads(payload, trusted=trusted)
     refuse_corrupt_trees(root, model)
     loaded = LoadedModel(model=model, path=root, flavor="sklearn", environment=report)
     loaded.warnings.append(
@@ -167,6 +180,7 @@ def sklearn_flavor(root: Path, descriptor: Mapping[str, Any]) -> dict[str, Any]:
             "format": sklearn.get("serialization_format", "cloudpickle"),
             "sklearn_version": sklearn.get("sklearn_version"),
             "code": sklearn.get("code"),
+            "skops_trusted_types": sklearn.get("skops_trusted_types"),
         }
     pyfunc = flavors.get("python_function")
     if isinstance(pyfunc, dict) and pyfunc.get("loader_module") == "mlflow.sklearn":
@@ -182,12 +196,10 @@ def sklearn_flavor(root: Path, descriptor: Mapping[str, Any]) -> dict[str, Any]:
 def model_file(root: Path, flavor: Mapping[str, Any]) -> Path:
     """The model file, which must be a plain name for a regular file inside ``root``."""
     fmt = flavor.get("format")
-    if fmt == "skops":
-        raise _skops_refusal(root)
-    if fmt is not None and fmt not in PICKLE_FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise ModelRefused(
             f"{root / MLMODEL} names the serialization format {fmt!r}; Keel loads only "
-            f"{' and '.join(PICKLE_FORMATS)}. Re-save with serialization_format='cloudpickle'."
+            f"{', '.join(FORMATS)}. Re-save with serialization_format='skops' or 'cloudpickle'."
         )
     name = flavor.get("file")
     if not isinstance(name, str) or not _plain_name(name):
@@ -215,18 +227,22 @@ def _plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not re.search(r"[/\\:]", name)
 
 
-def _skops_refusal(root: Path) -> ModelRefused:
-    return ModelRefused(
-        f"{root} holds a skops file; loading skops models is not supported by Keel yet. "
-        "Load it with MLflow (mlflow.sklearn.load_model), or re-save it with "
-        "mlflow.sklearn.save_model(..., serialization_format='cloudpickle') or keel.models.save."
-    )
+def _is_skops(root: Path, path: Path, flavor: Mapping[str, Any], payload: bytes) -> bool:
+    """Whether the model file is a skops file: its bytes decide, the descriptor must agree.
 
+    A pyfunc-only descriptor records no format, so a zip archive is read as
+    skops; a file MLmodel calls skops that is not one is refused.
+    """
+    from keel.models.skops_format import is_skops
 
-def _refuse_skops_payload(root: Path, name: str, payload: bytes) -> None:
-    # skops files are zip archives; a pyfunc-only descriptor does not say so.
-    if payload.startswith(b"PK\x03\x04") or name.endswith(".skops"):
-        raise _skops_refusal(root)
+    if is_skops(payload):
+        return True
+    if flavor.get("format") == "skops":
+        raise ModelRefused(
+            f"{root / MLMODEL} says {path.name} is a skops file, but it is not one (a skops "
+            "file is a zip archive). Save or download the model again."
+        )
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -244,6 +260,13 @@ def declared_environment(
         )
     _read_requirements(root, declared)
     _apply_sklearn_version(flavor.get("sklearn_version"), declared)
+    if flavor.get("skops_trusted_types"):
+        declared.notes.append(
+            "MLmodel lists skops_trusted_types "
+            f"({', '.join(map(str, flavor['skops_trusted_types']))}); Keel does not take a "
+            "file's word for which of its types are safe: each was checked against the "
+            "allow-list (pass trusted=[...] to allow more)."
+        )
     if flavor.get("code"):
         declared.notes.append(
             f"MLmodel lists a code directory ({flavor['code']!r}); Keel does not import it, "
@@ -311,16 +334,15 @@ def _apply_sklearn_version(version: object, declared: _Declared) -> None:
 
 
 def _check_environment(
-    root: Path, declared: _Declared, payload: bytes, policy: str
+    root: Path, declared: _Declared, needed: set[str], what: str, policy: str
 ) -> EnvironmentReport:
-    """Check the pins the pickle needs; refuse with the report and ``pip install`` fix."""
-    needed = _needed_distributions(payload)
+    """Check the pins the model file needs; refuse with the report and ``pip install`` fix."""
     packages = {n: v for n, v in declared.packages.items() if n in needed}
     unchecked = sorted(set(declared.packages) - set(packages))
     if unchecked:
         # MLflow lists what its loader imported (pandas, rich...), not what the model needs.
         declared.notes.append(
-            "Declared but not referenced by the pickle, so not checked: "
+            f"Declared but not referenced by the {what}, so not checked: "
             + ", ".join(f"{n}=={declared.packages[n]}" for n in unchecked)
             + "."
         )
@@ -339,14 +361,18 @@ def _check_environment(
     return report
 
 
-def _needed_distributions(payload: bytes) -> set[str]:
-    """Distributions providing the modules the pickle names, plus their companions."""
+def _pickle_modules(payload: bytes) -> tuple[str, ...]:
+    """The modules a pickle names, read from its opcodes."""
     try:
-        modules = scan_pickle(payload).modules
+        return scan_pickle(payload).modules
     except InvalidParameter as exc:
         raise UnsafePickle([Refusal("malformed pickle", exc.message)]) from exc
+
+
+def _needed_distributions(modules: Iterable[str], *serializer: str) -> set[str]:
+    """Distributions providing ``modules``, their companions and the serializer's own."""
     providers = importlib.metadata.packages_distributions()
-    needed: set[str] = set()
+    needed: set[str] = {canonical_name(n) for n in serializer}
     for module in modules:
         top = module.split(".", 1)[0]
         names = providers.get(top) or [_MODULE_DISTRIBUTIONS.get(top, top)]

@@ -3,21 +3,22 @@
 A package is a directory::
 
     MLmodel            MLflow-compatible descriptor (flavors, signature, example)
-    model.pkl          the pickled model
+    model.pkl          the pickled model (or model.skops, with serialization="skops")
     model.onnx         the ONNX twin, when it converted and passed parity
     requirements.txt   exact versions of what the pickle needs (from its opcodes)
     python_env.yaml    MLflow's environment file
     input_example.json the example rows, MLflow's "split" layout
     keel.json          environment lock, sha256 of every file, provenance,
-                       the pickle's globals, the golden sample
+                       the pickle's globals (or the skops file's types), the golden sample
 
 Loading checks, in order: integrity (every sha256) and environment (the lock
 against this interpreter) before anything is unpickled; safety (the pickle's
 globals against an allow-list) as it unpickles, refusing a name before it is
-imported; then tree bounds and the golden sample re-predicted. Any failure
-refuses the model with the reason and the fix, unless an environment or golden
-failure can fall back to the ONNX twin (after an environment failure the pickle
-is never read).
+imported (a skops file's types are all judged before skops reads it, see
+:mod:`keel.models.skops_format`); then tree bounds and the golden sample
+re-predicted. Any failure refuses the model with the reason and the fix,
+unless an environment or golden failure can fall back to the ONNX twin (after
+an environment failure the model file is never read).
 
 >>> import numpy as np, tempfile
 >>> from sklearn.linear_model import LogisticRegression
@@ -70,6 +71,7 @@ from keel.models.verified import enabled as verified_cache_enabled
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pkl"
+SERIALIZATIONS = ("pickle", "skops")
 ONNX_FILE = "model.onnx"
 KEEL_FILE = "keel.json"
 PICKLE_PROTOCOL = 5
@@ -191,6 +193,7 @@ def save_model(
     provenance: Mapping[str, Any] | None = None,
     golden_rows: int = DEFAULT_ROWS,
     onnx: bool = True,
+    serialization: str = "pickle",
 ) -> Path:
     """Write a package to ``path`` (which must not exist); return its path.
 
@@ -198,9 +201,15 @@ def save_model(
     example and the golden sample; one of them is required. With ``onnx`` (the
     default) a scikit-learn model also gets an ONNX twin when skl2onnx is
     installed and the twin passes parity on the golden rows and up to 1000
-    rows of ``training_data``.
+    rows of ``training_data``. ``serialization`` is ``"pickle"`` (the
+    default: ``model.pkl``) or ``"skops"`` (``model.skops``, written with
+    ``skops.io.dumps``; needs ``keel[skops]``).
     """
     target = Path(path)
+    if serialization not in SERIALIZATIONS:
+        raise InvalidParameter(
+            f"Unknown serialization {serialization!r}: use one of {', '.join(SERIALIZATIONS)}."
+        )
     if target.exists():
         raise InvalidParameter(f"Cannot save to {target}: it already exists. Choose a new path.")
     sample_source = input_example if input_example is not None else training_data
@@ -210,23 +219,21 @@ def save_model(
             "sample of rows to prove, after loading, that the model answers as it did."
         )
     flavor = _flavor(model)
-    payload = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
-    scan = scan_pickle(payload)
-    lock = capture_environment(scan.modules)
+    serialized = _serialize(model, serialization)
     golden = capture_golden(model, sample_source, golden_rows)
     twin_meta, twin_bytes = _twin(model, flavor, golden, training_data) if onnx else (None, None)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        (staging / MODEL_FILE).write_bytes(payload)
+        (staging / serialized.file).write_bytes(serialized.payload)
         if twin_bytes is not None:
             (staging / ONNX_FILE).write_bytes(twin_bytes)
-        (staging / "requirements.txt").write_text(lock.requirements_txt())
-        (staging / "python_env.yaml").write_text(lock.python_env_yaml())
+        (staging / "requirements.txt").write_text(serialized.lock.requirements_txt())
+        (staging / "python_env.yaml").write_text(serialized.lock.python_env_yaml())
         example = input_example if input_example is not None else training_data
         (staging / "input_example.json").write_text(json.dumps(_example_json(example)))
-        _write_mlmodel(staging, flavor, example)
+        _write_mlmodel(staging, flavor, example, serialized)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         meta = {
             "format_version": FORMAT_VERSION,
@@ -234,11 +241,11 @@ def save_model(
             "created": datetime.now(timezone.utc).isoformat(),
             "flavor": flavor,
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "model_file": MODEL_FILE,
-            "serializer": f"pickle-{PICKLE_PROTOCOL}",
-            "environment": lock.to_dict(),
+            "model_file": serialized.file,
+            "serializer": serialized.serializer,
+            "environment": serialized.lock.to_dict(),
             "files": files,
-            "pickle": {"protocol": scan.protocol, "globals": [g.dotted for g in scan.globals]},
+            **serialized.details,
             "provenance": dict(provenance or {}),
             "golden": golden.to_dict(),
             "onnx": twin_meta,
@@ -249,6 +256,81 @@ def save_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+@dataclass(frozen=True)
+class _Serialized:
+    """The model file and what keel.json and MLmodel record about it."""
+
+    file: str
+    payload: bytes
+    serializer: str  # keel.json's "serializer": "pickle-5", "skops-0.16.0"
+    details: dict[str, Any]  # keel.json's "pickle" or "skops" entry
+    lock: EnvironmentLock
+    skops_trusted_types: list[str] | None = None  # for MLflow's loader; Keel never reads it
+
+
+def _serialize(model: Any, serialization: str) -> _Serialized:
+    """The model file's bytes and the lock of the distributions it needs.
+
+    The lock holds the distributions of the modules the file names (read from
+    the bytes, not guessed), plus skops itself for a skops file.
+    """
+    if serialization == "skops":
+        from keel.models import skops_format
+
+        payload, scan = skops_format.dumps(model)
+        version = skops_format.skops_version()
+        untrusted = skops_format.untrusted_types(payload)
+        return _Serialized(
+            file=skops_format.SKOPS_FILE,
+            payload=payload,
+            serializer=f"skops-{version}",
+            details={
+                "skops": {"version": version, "protocol": scan.protocol, "types": list(scan.dotted)}
+            },
+            lock=capture_environment(scan.modules, extra_distributions=["skops"]),
+            skops_trusted_types=untrusted,
+        )
+    payload = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
+    pickle_scan = scan_pickle(payload)
+    return _Serialized(
+        file=MODEL_FILE,
+        payload=payload,
+        serializer=f"pickle-{PICKLE_PROTOCOL}",
+        details={
+            "pickle": {
+                "protocol": pickle_scan.protocol,
+                "globals": [g.dotted for g in pickle_scan.globals],
+            }
+        },
+        lock=capture_environment(pickle_scan.modules),
+    )
+
+
+def serialization_of(meta: Mapping[str, Any]) -> str:
+    """``"pickle"`` or ``"skops"``, from keel.json's ``serializer``; ModelRefused otherwise.
+
+    >>> serialization_of({"serializer": "skops-0.16.0"}), serialization_of({})
+    ('skops', 'pickle')
+    """
+    serializer = meta.get("serializer", f"pickle-{PICKLE_PROTOCOL}")  # older packages
+    kind = serializer.split("-", 1)[0] if isinstance(serializer, str) else None
+    if kind not in SERIALIZATIONS:
+        raise ModelRefused(
+            f"keel.json names the serializer {serializer!r}, which this Keel cannot read "
+            f"(it reads {', '.join(SERIALIZATIONS)}). Upgrade Keel to load this package."
+        )
+    return str(kind)
+
+
+def deserialize(meta: Mapping[str, Any], payload: bytes, *, trusted: Iterable[str] = ()) -> Any:
+    """The model from its file's bytes, through the allow-list its serializer calls for."""
+    if serialization_of(meta) == "skops":
+        from keel.models import skops_format
+
+        return skops_format.loads(payload, trusted=trusted)
+    return safe_loads(payload, trusted=trusted)
 
 
 def _twin(
@@ -278,14 +360,14 @@ def _twin(
     return entry | onnx_twin.versions(), result.onnx_bytes
 
 
-def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
+def _write_mlmodel(directory: Path, flavor: str, example: Any, serialized: _Serialized) -> None:
     import yaml
 
     flavors: dict[str, Any] = {
         "python_function": {
             "env": {"virtualenv": "python_env.yaml"},
             "loader_module": "mlflow.sklearn" if flavor == "sklearn" else "keel.models",
-            "model_path": MODEL_FILE,
+            "model_path": serialized.file,
             "predict_fn": "predict",
             "python_version": platform.python_version(),
         }
@@ -294,11 +376,15 @@ def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
         import sklearn
 
         flavors["sklearn"] = {
-            "pickled_model": MODEL_FILE,
-            "serialization_format": "pickle",
+            "pickled_model": serialized.file,
+            "serialization_format": serialized.serializer.split("-", 1)[0],
             "sklearn_version": sklearn.__version__,
             "code": None,
         }
+        if serialized.skops_trusted_types is not None:
+            # As MLflow writes it: what mlflow.sklearn.load_model passes to skops as
+            # trusted (skops' own untrusted list for this file). Keel never reads it.
+            flavors["sklearn"]["skops_trusted_types"] = serialized.skops_trusted_types
     descriptor: dict[str, Any] = {
         "artifact_path": "model",
         "flavors": flavors,
@@ -319,6 +405,10 @@ def _write_mlmodel(directory: Path, flavor: str, example: Any) -> None:
 
 def read_meta(root: Path) -> dict[str, Any]:
     """The package's keel.json; NotFound without one, ModelRefused when unreadable."""
+    if root.is_file():
+        from keel.models.bare_file import not_a_package
+
+        raise ModelRefused(not_a_package(root))
     if not (root / KEEL_FILE).is_file():
         if (root / "MLmodel").is_file():
             raise ModelRefused(
@@ -348,7 +438,7 @@ def _inside(root: Path, name: object) -> Path:
 
 
 def model_file(root: Path, meta: Mapping[str, Any]) -> Path:
-    """The pickled model's path, which must be a checksummed file inside the package."""
+    """The model file's path, which must be a checksummed file inside the package."""
     files = meta.get("files")
     if not isinstance(files, dict) or meta.get("model_file") not in files:
         raise ModelRefused(f"{root / KEEL_FILE} does not list the model file's checksum.")
@@ -411,9 +501,15 @@ def load_model(
     every check in this environment before skips the integrity, tree and
     golden checks (see :mod:`keel.models.verified`; ``LoadedModel.from_cache``
     says so). A directory MLflow wrote (``MLmodel`` but no ``keel.json``) is
-    loaded by :func:`~keel.models.mlflow_format.load_mlflow_model` instead.
+    loaded by :func:`~keel.models.mlflow_format.load_mlflow_model` instead,
+    and a bare pickle, joblib or skops file by
+    :func:`~keel.models.bare_file.load_bare_file`.
     """
     root = Path(path)
+    if root.is_file():
+        from keel.models.bare_file import load_bare_file
+
+        return load_bare_file(root, policy=policy, trusted=trusted)
     if not (root / KEEL_FILE).is_file() and (root / "MLmodel").is_file():
         # Imported here: the MLflow loader imports this module.
         from keel.models.mlflow_format import load_mlflow_model
@@ -430,12 +526,12 @@ def load_model(
     record = None
     if verified is not None and isinstance(files, dict):
         record = verified.lookup(root, _files_checked(files, twin), installed)
-    pickle_path = model_file(root, meta)
-    payload = VerifiedCache.read_unchanged(pickle_path, record) if record else None
+    model_path = model_file(root, meta)
+    payload = VerifiedCache.read_unchanged(model_path, record) if record else None
     if payload is None:
         record = None
         verify_integrity(root, files, skip=[twin] if twin else [])
-        payload = pickle_path.read_bytes()
+        payload = model_path.read_bytes()
     report = check_environment(lock, policy=policy, installed=installed)
     if not report.ok:
         # The pickle is not used at all: the twin needs no unpickling. (Checking
@@ -443,7 +539,7 @@ def load_model(
         # between versions, the very case the twin is there for.)
         why = f"The model at {root} cannot be loaded safely here.\n{report.message()}"
         return _fall_back(root, meta, report, why, enabled=fallback, check_golden=check_golden)
-    model = safe_loads(payload, trusted=trusted)
+    model = deserialize(meta, payload, trusted=trusted)
     loaded = LoadedModel(model=model, path=root, flavor=str(meta.get("flavor")), environment=report)
     if report.mismatches:
         loaded.warnings.append(report.message())

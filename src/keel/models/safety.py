@@ -49,6 +49,7 @@ __all__ = [
     "ALLOWED_PACKAGES",
     "Refusal",
     "UnsafePickle",
+    "check_names",
     "check_pickle",
 ]
 
@@ -287,12 +288,14 @@ class UnsafePickle(InvalidParameter):
     """A pickle references globals Keel will not let the unpickler import.
 
     ``refusals`` lists each one with the reason; the message says what the
-    caller can do if they trust the file.
+    caller can do if they trust the file. ``source`` is ``"pickle"``, or
+    ``"skops"`` for the types a skops file names (same rules, other wording).
     """
 
-    def __init__(self, refusals: Iterable[Refusal]) -> None:
+    def __init__(self, refusals: Iterable[Refusal], *, source: str = "pickle") -> None:
         self.refusals = tuple(refusals)
-        super().__init__(_message(self.refusals))
+        self.source = source
+        super().__init__(_message(self.refusals, source))
 
 
 def check_pickle(
@@ -334,6 +337,49 @@ def check_pickle(
     if refusals:
         raise UnsafePickle(refusals)
     return scan
+
+
+def check_names(
+    names: Iterable[str | tuple[str, str]],
+    *,
+    trusted: Iterable[str] = (),
+    declared_modules: Iterable[str] = (),
+    source: str = "pickle",
+) -> tuple[str, ...]:
+    """Judge globals named outside a pickle stream by the same allow-list; return them dotted.
+
+    For formats that list the names they will import up front, such as a
+    skops file's types. Each name is ``"module.name"`` (split at the last
+    dot) or a ``(module, qualname)`` pair when the name itself has dots (a
+    method, ``Class.method``). Every name is judged exactly as a pickle's
+    global would be, and :class:`UnsafePickle` lists each refused one.
+
+    >>> check_names(["collections.OrderedDict", ("datetime", "date")])
+    ('collections.OrderedDict', 'datetime.date')
+    >>> check_names(["os.system"], source="skops")
+    Traceback (most recent call last):
+    ...
+    keel.models.safety.UnsafePickle: Refusing to load the skops file: 1 problem ...
+    """
+    exact, prefixes = _parse_trusted(trusted)
+    declared = _parse_declared(declared_modules)
+    allowed: list[str] = []
+    refusals: list[Refusal] = []
+    for entry in names:
+        module, name = entry if isinstance(entry, tuple) else _split_dotted(entry)
+        refusal = _check_ref(GlobalRef(module, name, "", -1), exact, prefixes, declared)
+        if refusal is None:
+            allowed.append(f"{module}.{name}")
+        else:
+            refusals.append(refusal)
+    if refusals:
+        raise UnsafePickle(refusals, source=source)
+    return tuple(allowed)
+
+
+def _split_dotted(dotted: str) -> tuple[str, str]:
+    module, _, name = dotted.rpartition(".")
+    return module, name
 
 
 def safe_loads(
@@ -688,22 +734,30 @@ def _constructor_modules(cls: type) -> list[str]:
     return found
 
 
-def _message(refusals: tuple[Refusal, ...]) -> str:
+_INTROS = {
+    "pickle": "Refusing to unpickle: {count} (unpickling can call whatever a pickle names, "
+    "so Keel checks every name first):",
+    "skops": "Refusing to load the skops file: {count} (loading rebuilds every type the file "
+    "names, so Keel checks every name first):",
+}
+
+
+def _message(refusals: tuple[Refusal, ...], source: str = "pickle") -> str:
     names = [r for r in refusals if r.trustable]
     count = f"{len(refusals)} {'problem' if len(refusals) == 1 else 'problems'}"
-    lines = [
-        f"Refusing to unpickle: {count} (unpickling can call whatever a pickle names, "
-        "so Keel checks every name first):"
-    ]
+    lines = [_INTROS.get(source, _INTROS["pickle"]).format(count=count)]
     lines += [f"  - {r.describe()}" for r in refusals]
-    lines.append(_advice(refusals, names))
+    lines.append(_advice(refusals, names, source))
     return "\n".join(lines)
 
 
-def _advice(refusals: tuple[Refusal, ...], names: list[Refusal]) -> str:
+def _advice(refusals: tuple[Refusal, ...], names: list[Refusal], source: str = "pickle") -> str:
     if len(names) < len(refusals):
         return (
-            "Some of this cannot be checked before unpickling, so no option allows it: "
+            "Some of this cannot be checked before loading, so no option allows it: "
+            "re-save the model from the original objects."
+            if source == "skops"
+            else "Some of this cannot be checked before unpickling, so no option allows it: "
             "re-save the model from the original objects with pickle or joblib."
         )
     dangerous = [r.name for r in names if r.dangerous]
@@ -713,9 +767,13 @@ def _advice(refusals: tuple[Refusal, ...], names: list[Refusal]) -> str:
             "model needs: treat this file as malicious unless you produced it yourself."
         )
     listed = ", ".join(f'"{r.name}"' for r in names)
-    return (
+    advice = (
         f"If you trust this file and whoever produced it, allow exactly these names with "
         f'trusted=[{listed}] (or a prefix you own, like "mycompany."), or declare the '
-        "package holding your own classes with declared_modules=[...]. Prefer a format "
-        "that cannot run code (skops, ONNX, safetensors) for files from others."
+        "package holding your own classes with declared_modules=[...]."
+    )
+    if source == "skops":
+        return advice
+    return advice + (
+        " Prefer a format that cannot run code (skops, ONNX, safetensors) for files from others."
     )
