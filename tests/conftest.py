@@ -17,13 +17,16 @@ import sqlalchemy as sa
 
 import keel
 from keel.store import clear_store_cache
+from keel.store.registry import RegistryStore
 from keel.store.sql import schema
 from keel.store.sql.engine import normalize_db_url
+from keel.store.sql.registry import SqlRegistryStore
 from keel.store.sql.store import SqlTrackingStore
 
 POSTGRES_ENV = "KEEL_TEST_POSTGRES_URL"
 
-# Every TrackingStore implementation the parity suite runs against; add yours here.
+# Every TrackingStore and RegistryStore implementation the parity suites run against;
+# add yours here.
 IMPLEMENTATIONS = ["sqlite", "postgres"]
 
 
@@ -46,6 +49,27 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         clear_store_cache()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def private_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for one test module alone (others truncate the shared one)."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1/postgres)"
+        )
+    name = f"keel_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(normalize_db_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(normalize_db_url(base)).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -84,6 +108,12 @@ def store(store_uri: str, tmp_path: Path) -> Iterator[SqlTrackingStore]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def registry(store: SqlTrackingStore) -> RegistryStore:
+    """An empty model registry in the same database as ``store``."""
+    return SqlRegistryStore.from_tracking_store(store)
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / "docs" / "tracking.md", ROOT / "docs" / "models.md"]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "docs" / "tracking.md",
+    ROOT / "docs" / "models.md",
+    ROOT / "docs" / "registry.md",
+]
 _BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 _RUNNER = """

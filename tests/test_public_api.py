@@ -16,6 +16,8 @@ EXPECTED = {
     "delete_tag", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_figure",
     "log_image", "log_input", "get_artifact_uri", "get_run", "search_runs", "delete_run",
     "restore_run", "flush",
+    # registry
+    "register_model", "ModelStage", "ModelVersion", "RegisteredModel",
     # classes and values
     "Client", "ActiveRun", "Dataset", "DatasetInput", "Experiment", "FileInfo", "KeelError",
     "Metric", "PagedList", "Param", "Run", "RunInfo", "RunStatus", "RunTag", "ViewType",

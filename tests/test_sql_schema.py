@@ -13,6 +13,7 @@ from keel.errors import SchemaOutOfDate
 from keel.store.sql import schema
 from keel.store.sql.engine import Database
 from keel.store.sql.migrate import current_revision, ensure_schema, head_revision, upgrade
+from keel.store.sql.registry import SqlRegistryStore
 from keel.store.sql.store import SqlTrackingStore
 
 
@@ -43,6 +44,43 @@ def test_migrated_schema_matches_schema_module(
         "The migrations and src/keel/store/sql/schema.py disagree. HOW TO FIX: add an "
         f"Alembic revision under store/sql/migrations/versions that makes them equal: {diff}"
     )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_from_0001_adds_the_registry_and_keeps_runs(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    uri = _db_uri(kind, tmp_path, request)
+    db = Database(uri)
+    assert upgrade(db, target="0001") == (None, "0001")
+    with db.write() as conn:  # what a Keel of revision 0001 wrote
+        conn.execute(
+            sa.insert(schema.experiments).values(
+                experiment_id=7, name="old", artifact_location="/a/7", creation_time=1
+            )
+        )
+        conn.execute(
+            sa.insert(schema.runs).values(
+                run_uuid="r" * 32, experiment_id=7, status="FINISHED", start_time=5,
+                artifact_uri="/a/7/r",
+            )
+        )  # fmt: skip
+    with pytest.raises(SchemaOutOfDate, match="older Keel"):
+        SqlTrackingStore(uri, str(tmp_path))
+    assert upgrade(db) == ("0001", head_revision())
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata
+        )
+    assert diff == []
+    db.dispose()
+    store = SqlTrackingStore(uri, str(tmp_path))
+    assert store.get_experiment("7").name == "old"
+    assert store.get_run("r" * 32).info.start_time == 5
+    registry = SqlRegistryStore.from_tracking_store(store)
+    registry.create_registered_model("churn")
+    assert registry.create_model_version("churn", "runs:/" + "r" * 32 + "/model").version == 1
+    store.close()
 
 
 def test_fresh_database_is_created_at_head(tmp_path: Path) -> None:

@@ -218,3 +218,86 @@ class FileInfo:
     path: str
     is_dir: bool
     file_size: int | None = None
+
+
+# ---------------------------------------------------------------------------
+# Model registry
+
+
+class ModelStage(str, enum.Enum):
+    """The legacy stages a model version moves through; MLflow's names and spelling."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelStage:
+        """Case-insensitive, as MLflow accepts ``production`` for ``Production``.
+
+        >>> ModelStage.parse("production")
+        <ModelStage.PRODUCTION: 'Production'>
+        """
+        for stage in cls:
+            if stage.value.lower() == str(text).strip().lower():
+                return stage
+        raise ValueError(f"Unknown stage {text!r}; use one of: {', '.join(s.value for s in cls)}.")
+
+
+class ModelVersionStatus(str, enum.Enum):
+    """Registration state; Keel registers synchronously, so versions are READY at once."""
+
+    PENDING_REGISTRATION = "PENDING_REGISTRATION"
+    FAILED_REGISTRATION = "FAILED_REGISTRATION"
+    READY = "READY"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One registered version of a model: where it came from and what it is called now.
+
+    ``source`` is the model's URI as registered (``runs:/…/model``, a package
+    path, ``models:/m-…``); ``aliases`` are the aliases pointing at it.
+
+    >>> v = ModelVersion("churn", 3, 0, 0, source="runs:/abc/model", run_id="abc")
+    >>> v.uri
+    'models:/churn/3'
+    """
+
+    name: str
+    version: int
+    creation_timestamp: int
+    last_updated_timestamp: int
+    source: str = ""
+    run_id: str | None = None
+    description: str = ""
+    user_id: str = ""
+    current_stage: ModelStage = ModelStage.NONE
+    status: ModelVersionStatus = ModelVersionStatus.READY
+    status_message: str = ""
+    run_link: str = ""
+    model_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A named model: its versions' newest per stage, its aliases and tags.
+
+    ``aliases`` maps each alias to the version it points at;
+    ``latest_versions`` holds the newest version in each stage.
+    """
+
+    name: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    latest_versions: tuple[ModelVersion, ...] = ()

@@ -27,6 +27,7 @@ def log_model(
     run_id: str | None = None,
     onnx: bool = True,
     serialization: str = "pickle",
+    registered_model_name: str | None = None,
 ) -> str:
     """Save the model as a package under a run's artifacts; return its ``runs:/`` URI.
 
@@ -34,6 +35,8 @@ def log_model(
     package records the run id, its git commit and its dataset digests as
     provenance. ``onnx=False`` skips the ONNX twin (faster to save, no fallback);
     ``serialization="skops"`` writes ``model.skops`` instead of ``model.pkl``.
+    With ``registered_model_name``, the package is also registered as the
+    next version of that registered model (created when new).
     """
     if run_id is None:
         active = fluent.active_run() or fluent.start_run()
@@ -60,4 +63,7 @@ def log_model(
             serialization=serialization,
         )
         Client().log_artifacts(run_id, package, artifact_path)
-    return f"runs:/{run_id}/{artifact_path}"
+    uri = f"runs:/{run_id}/{artifact_path}"
+    if registered_model_name is not None:
+        Client().register_model(uri, registered_model_name)
+    return uri

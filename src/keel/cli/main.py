@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import TRACKING_URI_HELP, db, experiments, models, runs
+from keel.cli import TRACKING_URI_HELP, db, experiments, models, registry, runs
 from keel.cli.demo import demo
 from keel.errors import KeelError
 
@@ -64,6 +64,7 @@ app = typer.Typer(
 )
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
+registry.register_commands(models.app)
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.command("demo")(demo)

@@ -23,15 +23,23 @@ save = save_model
 
 
 def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
-    """A local path for a model URI: a plain path or ``runs:/<run_id>/<path>``.
+    """A local path for a model URI: a plain path, ``runs:/<run_id>/<path>`` or ``models:/…``.
 
-    The path is a package directory, an MLflow model directory or a bare
-    model file (pickle, joblib, skops), whichever the URI names.
+    ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+    ``models:/<name>/<stage>`` and ``models:/<name>/latest`` resolve through
+    the registry of the current tracking URI. The path is a package
+    directory, an MLflow model directory or a bare model file (pickle,
+    joblib, skops), whichever the URI names.
 
     >>> resolve_model_uri("out/model.joblib").name
     'model.joblib'
     """
     text = os.fspath(uri)
+    if text.startswith("models:/"):
+        from keel.tracking.client import Client
+
+        registry = Client().registry
+        return registry.package_path(registry.resolve(text))
     if text.startswith("runs:/"):
         from keel.errors import InvalidParameter
         from keel.tracking.client import Client
@@ -54,7 +62,8 @@ def resolve_model_uri(uri: str | os.PathLike[str]) -> Path:
 
 
 def load(uri: str | os.PathLike[str], **checks: Any) -> LoadedModel:
-    """Load a package from a path or ``runs:/`` URI with every check (see ``load_model``).
+    """Load a package from a path, ``runs:/`` or ``models:/`` URI with every check (see
+    ``load_model``).
 
     A bare pickle, joblib or skops file loads too, through the allow-list and
     the tree check only; its ``warnings`` say what could not be verified.

@@ -1,7 +1,7 @@
 """Search filters: MLflow's filter grammar plus ``OR`` and parentheses.
 
-A filter is parsed once, validated against the kind of object searched (runs or
-experiments), and handed to a store as a small immutable AST::
+A filter is parsed once, validated against the kind of object searched (runs,
+experiments, registered models, model versions), and handed to a store as a small immutable AST::
 
     expr       := or_expr
     or_expr    := and_expr ("OR" and_expr)*
@@ -78,7 +78,7 @@ class Or:
 Expr: TypeAlias = "Comparison | And | Or"
 
 # ---------------------------------------------------------------------------
-# What each kind of search accepts. Registry kinds are new entries in KINDS.
+# What each kind of search accepts.
 
 NUMERIC_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 EQUALITY_OPS = frozenset({"=", "!="})
@@ -202,7 +202,60 @@ EXPERIMENTS = KindSpec(
     },
 )
 
-KINDS: Mapping[str, KindSpec] = {"runs": RUNS, "experiments": EXPERIMENTS}
+# The registry kinds follow MLflow's registry search (docs: research/mlflow-wire.md §5),
+# plus OR and parentheses. Their tags take no IS NULL; instead ``!=`` also holds for
+# an object without the tag (see keel.store.sql.registry_search).
+_REGISTRY_ENTITY_ALIASES: Mapping[str, str] = {
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "tag": "tag",
+    "tags": "tag",
+}
+_REGISTRY_TAG = FieldRule("string", EQUALITY_OPS | PATTERN_OPS)
+_SORT_ONLY = "it can only be used in order_by"
+
+REGISTERED_MODELS = KindSpec(
+    name="registered_models",
+    entity_aliases=_REGISTRY_ENTITY_ALIASES,
+    keyed={"tag": _REGISTRY_TAG},
+    fixed={"attribute": {"name": _STRING_LIST}},
+    forbidden_keys={
+        "attribute": {
+            key: f"registered models are filtered by name and tags only; {_SORT_ONLY}"
+            for key in ("timestamp", "creation_timestamp", "last_updated_timestamp")
+        }
+    },
+)
+
+MODEL_VERSIONS = KindSpec(
+    name="model_versions",
+    entity_aliases=_REGISTRY_ENTITY_ALIASES,
+    keyed={"tag": _REGISTRY_TAG},
+    fixed={
+        "attribute": {
+            "name": _STRING_LIST,
+            "run_id": _STRING_LIST,
+            "version_number": _NUMBER,
+            "source_path": _STRING,
+        }
+    },
+    forbidden_keys={
+        "attribute": {
+            "current_stage": "stages are not searchable (as in MLflow); ask "
+            "get_latest_versions for the newest version in a stage",
+            "creation_timestamp": _SORT_ONLY,
+            "last_updated_timestamp": _SORT_ONLY,
+        }
+    },
+)
+
+KINDS: Mapping[str, KindSpec] = {
+    "runs": RUNS,
+    "experiments": EXPERIMENTS,
+    "registered_models": REGISTERED_MODELS,
+    "model_versions": MODEL_VERSIONS,
+}
 
 # Plural entity names used when formatting, so the text reads like MLflow's docs.
 _ENTITY_PREFIX = {

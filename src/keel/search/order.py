@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from keel.errors import FilterSyntaxError, InvalidParameter
 from keel.search.filter import (
     FieldProblem,
+    KindSpec,
     Token,
     format_identifier,
     kind_spec,
@@ -48,6 +49,28 @@ SORTABLE: Mapping[str, Mapping[str, frozenset[str] | None]] = {
     },
     "experiments": {
         "attribute": frozenset({"name", "experiment_id", "creation_time", "last_update_time"}),
+    },
+    "registered_models": {
+        "attribute": frozenset({"name", "creation_timestamp", "last_updated_timestamp"}),
+    },
+    "model_versions": {
+        "attribute": frozenset(
+            {"name", "version_number", "creation_timestamp", "last_updated_timestamp"}
+        ),
+    },
+}
+
+# Attributes the registry sorts by but does not filter on (as in MLflow), by the
+# names a clause may use. ``timestamp`` is MLflow's name for a model's creation time.
+SORT_ONLY: Mapping[str, Mapping[str, str]] = {
+    "registered_models": {
+        "timestamp": "creation_timestamp",
+        "creation_timestamp": "creation_timestamp",
+        "last_updated_timestamp": "last_updated_timestamp",
+    },
+    "model_versions": {
+        "creation_timestamp": "creation_timestamp",
+        "last_updated_timestamp": "last_updated_timestamp",
     },
 }
 
@@ -108,11 +131,18 @@ def _direction(clause: str, tokens: list[Token]) -> tuple[bool, Token]:
 
 
 def _sortable_field(clause: str, ident: Token, kind: str) -> tuple[str, str]:
-    try:
-        entity, key, _rule = resolve_identifier(kind_spec(kind), ident)
-    except FieldProblem as exc:
-        raise InvalidParameter(f'Invalid order_by clause "{clause}": {exc}') from None
+    spec = kind_spec(kind)
+    sort_only = SORT_ONLY.get(kind, {})
     sortable = SORTABLE[kind]
+    if ident.key in sort_only and _is_attribute(spec, ident):
+        return "attribute", sort_only[ident.key]
+    try:
+        entity, key, _rule = resolve_identifier(spec, ident)
+    except FieldProblem as exc:
+        # The filter's list of valid keys is not the whole story when some keys sort only.
+        names = ", ".join(sorted(sortable["attribute"] or ()))
+        hint = f"; {kind.replace('_', ' ')} can be sorted by {names}" if sort_only else ""
+        raise InvalidParameter(f'Invalid order_by clause "{clause}": {exc}{hint}') from None
     if entity not in sortable:
         raise InvalidParameter(
             f'Invalid order_by clause "{clause}": {kind} cannot be sorted by {entity}s; '
@@ -134,3 +164,7 @@ def _clause_error(clause: str, token: Token, problem: str) -> FilterSyntaxError:
         text=clause,
         position=token.pos,
     )
+
+
+def _is_attribute(spec: KindSpec, ident: Token) -> bool:
+    return ident.entity is None or spec.entity_aliases.get(ident.entity.lower()) == "attribute"

@@ -1,4 +1,5 @@
-"""Stores behind one URI: a small scheme registry (``open_store``).
+"""Stores behind one URI: a small scheme registry (``open_store``), and the model
+registry that lives in the same database (``open_registry_store``).
 
 >>> store = open_store("sqlite:///:memory:")
 >>> type(store).__name__
@@ -14,9 +15,10 @@ from urllib.parse import urlparse
 
 from keel.errors import InvalidParameter
 from keel.store.base import TrackingStore
+from keel.store.registry import RegistryStore
 from keel.uris import default_artifact_root, resolve_tracking_uri
 
-__all__ = ["TrackingStore", "open_store", "register_scheme"]
+__all__ = ["RegistryStore", "TrackingStore", "open_registry_store", "open_store", "register_scheme"]
 
 StoreFactory = Callable[[str, str], TrackingStore]
 _FACTORIES: dict[str, StoreFactory] = {}
@@ -65,6 +67,32 @@ def open_store(
         if key not in _CACHE:
             _CACHE[key] = factory(resolved, root)
         return _CACHE[key]
+
+
+def open_registry_store(uri: str | None = None) -> RegistryStore:
+    """The model registry for a tracking URI (resolved as :func:`open_store` does).
+
+    It shares the tracking store's database: the cached store's connection pool
+    and, for SQLite, its one writer, so tracking and registry writes queue on
+    the same lock.
+
+    >>> registry = open_registry_store("sqlite:///:memory:")
+    >>> registry.create_registered_model("churn").name
+    'churn'
+    """
+    from keel.store.sql.registry import SqlRegistryStore
+    from keel.store.sql.store import SqlTrackingStore
+
+    resolved = resolve_tracking_uri(uri)
+    tracking = open_store(resolved)
+    if not isinstance(tracking, SqlTrackingStore):
+        raise InvalidParameter(
+            f"Tracking URI {resolved!r} has no model registry in this version of Keel. "
+            "Use a SQLite path or a postgresql:// URI."
+        )
+    # An in-memory database is not cached: this registry is its only user.
+    in_memory = resolved in ("sqlite:///:memory:", "sqlite://")
+    return SqlRegistryStore(tracking.database, owns_database=in_memory)
 
 
 def _after_fork_in_child() -> None:

@@ -37,6 +37,7 @@ from keel.entities import (
     ViewType,
 )
 from keel.errors import InvalidParameter, require
+from keel.registry.client import RegistryMethods
 from keel.store import TrackingStore, open_store
 from keel.store import base as limits
 from keel.store.base import now_ms
@@ -63,8 +64,8 @@ def _chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
-class Client:
-    """Tracking calls that name their experiment or run explicitly.
+class Client(RegistryMethods):
+    """Tracking calls that name their experiment or run explicitly; registry calls too.
 
     The store is chosen by ``tracking_uri``, else the one ``keel.set_tracking_uri``
     set, else ``KEEL_TRACKING_URI``, ``MLFLOW_TRACKING_URI``, ``./keel.db``.

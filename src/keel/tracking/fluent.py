@@ -29,6 +29,7 @@ from keel.entities import (
     Dataset,
     Experiment,
     Metric,
+    ModelVersion,
     Param,
     Run,
     RunStatus,
@@ -550,3 +551,23 @@ def _end_runs_at_exit() -> None:
         except Exception as exc:  # at exit there is nobody left to raise to
             print(f"keel: could not end run: {exc}", file=sys.stderr)
             stack.clear()
+
+
+def register_model(
+    model_uri: str | os.PathLike[str],
+    name: str,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> ModelVersion:
+    """Register a model as the next version of ``name`` (created when new).
+
+    ``model_uri`` is ``runs:/<run_id>/<path>`` (e.g. what
+    ``keel.sklearn.log_model`` returned), ``models:/<name>/<version>`` or a
+    package directory. Queued metrics are committed first.
+
+    >>> uri = keel.sklearn.log_model(pipe, "model", input_example=X)  # doctest: +SKIP
+    >>> keel.register_model(uri, "churn").version  # doctest: +SKIP
+    1
+    """
+    flush()
+    return _client().register_model(model_uri, name, tags=tags, description=description)

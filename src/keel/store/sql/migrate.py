@@ -79,11 +79,14 @@ def ensure_schema(db: Database) -> None:
     )
 
 
-def upgrade(db: Database, *, only_if_empty: bool = False) -> tuple[str | None, str]:
-    """Migrate to head in one transaction; return (revision before, revision after).
+def upgrade(
+    db: Database, *, only_if_empty: bool = False, target: str = "head"
+) -> tuple[str | None, str]:
+    """Migrate to ``target`` (head) in one transaction; return (revision before, after).
 
     Concurrent callers are serialised (SQLite's write lock, a PostgreSQL
     advisory lock), and each re-reads the revision once it holds the lock.
+    An older ``target`` is for tests that build a database as an older Keel did.
     """
     with db.write() as conn:
         if conn.dialect.name == "postgresql":
@@ -91,7 +94,7 @@ def upgrade(db: Database, *, only_if_empty: bool = False) -> tuple[str | None, s
         before = _revision(conn)
         if only_if_empty and before is not None:
             return before, before
-        command.upgrade(_config(conn), "head")
+        command.upgrade(_config(conn), target)
         after = _revision(conn)
     assert after is not None
     return before, after

@@ -1,4 +1,4 @@
-"""The tracking tables, as SQLAlchemy Core metadata.
+"""The tracking and model registry tables, as SQLAlchemy Core metadata.
 
 This module is the shape the Alembic migrations produce; ``tests/test_sql_schema.py``
 checks that a database migrated to head matches it, so change both together.
@@ -171,4 +171,94 @@ input_tags = sa.Table(
         ["run_inputs.run_uuid", "run_inputs.dataset_uuid"],
         ondelete="CASCADE",
     ),
+)
+
+# ---------------------------------------------------------------------------
+# Model registry
+#
+# Everything hangs off ``registered_models.name`` through foreign keys with
+# ON UPDATE CASCADE, so a rename is one UPDATE and the versions, their tags and
+# the aliases follow; ON DELETE CASCADE makes deleting a model one DELETE.
+# ``next_version`` is the number the next registration gets: incrementing it
+# with an UPDATE in the registering transaction serialises concurrent
+# registrations on the model's row, on SQLite and PostgreSQL alike, and a
+# number once handed out is never handed out again.
+# A deleted version keeps its row as a tombstone (``deleted_time`` set, the
+# rest redacted), so error messages can tell "deleted" from "never existed".
+# No index covers tag values: they may be 100,000 characters, more than a
+# PostgreSQL B-tree entry holds; tag filters look tags up by (owner, key).
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("creation_time", BigInt, nullable=False),
+    sa.Column("last_updated_time", BigInt, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("next_version", sa.Integer, nullable=False, server_default="1"),
+)
+
+registered_model_tags = sa.Table(
+    "registered_model_tags",
+    metadata,
+    sa.Column(
+        "name",
+        sa.String(256),
+        sa.ForeignKey("registered_models.name", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column(
+        "name",
+        sa.String(256),
+        sa.ForeignKey("registered_models.name", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("creation_time", BigInt, nullable=False),
+    sa.Column("last_updated_time", BigInt, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("user_id", sa.String(256), nullable=False, server_default=""),
+    sa.Column("current_stage", sa.String(20), nullable=False, server_default="None"),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Column("run_id", sa.String(256), nullable=True),
+    sa.Column("run_link", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(20), nullable=False, server_default="READY"),
+    sa.Column("status_message", sa.Text, nullable=False, server_default=""),
+    sa.Column("model_id", sa.String(256), nullable=True),
+    sa.Column("deleted_time", BigInt, nullable=True),
+    sa.Index("ix_model_versions_run_id", "run_id"),
+    sa.Index("ix_model_versions_stage", "name", "current_stage", "version"),
+)
+
+_VERSION_FK = (["name", "version"], ["model_versions.name", "model_versions.version"])
+
+model_version_tags = sa.Table(
+    "model_version_tags",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.ForeignKeyConstraint(*_VERSION_FK, onupdate="CASCADE", ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
+registered_model_aliases = sa.Table(
+    "registered_model_aliases",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("alias", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    # Through the version, not the model: an alias can only point at a version
+    # that exists, and a rename reaches it along one cascade path.
+    sa.ForeignKeyConstraint(*_VERSION_FK, onupdate="CASCADE", ondelete="CASCADE"),
+    sqlite_with_rowid=False,
 )

@@ -43,11 +43,15 @@ from keel.store.sql import schema
 from keel.store.sql.engine import DrivingJoin
 
 __all__ = [
+    "combine",
     "experiment_filter_condition",
     "experiment_order_by",
+    "integer_condition",
+    "ordered",
     "run_filter_condition",
     "run_order_by",
     "run_order_segments",
+    "string_condition",
 ]
 
 Condition = ColumnElement[bool]
@@ -102,7 +106,7 @@ def run_filter_condition(expr: Expr | None) -> Condition:
     """
     if expr is None:
         return sa.true()
-    return _combine(expr, _run_comparison)
+    return combine(expr, _run_comparison)
 
 
 def experiment_filter_condition(expr: Expr | None) -> Condition:
@@ -114,13 +118,21 @@ def experiment_filter_condition(expr: Expr | None) -> Condition:
     """
     if expr is None:
         return sa.true()
-    return _combine(expr, _experiment_comparison)
+    return combine(expr, _experiment_comparison)
 
 
-def _combine(expr: Expr, leaf: Callable[[Comparison], Condition]) -> Condition:
+def combine(expr: Expr, leaf: Callable[[Comparison], Condition]) -> Condition:
+    """``expr``'s AND/OR tree as SQL, with ``leaf`` compiling each comparison.
+
+    A building block for the compilers of other kinds (``registry_search``).
+
+    >>> from keel.search.filter import parse_filter
+    >>> print(combine(parse_filter("run_id = 'a' OR run_id = 'b'"), _run_comparison))
+    runs.run_uuid = :run_uuid_1 OR runs.run_uuid = :run_uuid_2
+    """
     if isinstance(expr, Comparison):
         return leaf(expr)
-    parts = [_combine(clause, leaf) for clause in expr.clauses]
+    parts = [combine(clause, leaf) for clause in expr.clauses]
     return sa.and_(*parts) if isinstance(expr, And) else sa.or_(*parts)
 
 
@@ -174,7 +186,7 @@ def _keyed_condition(
         return ~sa.exists().where(*same_key)
     if c.op == "IS NOT NULL":
         return sa.exists().where(*same_key)
-    return sa.exists().where(*same_key, _string_condition(t.c.value, c))
+    return sa.exists().where(*same_key, string_condition(t.c.value, c))
 
 
 def _dataset_condition(c: Comparison) -> Condition:
@@ -185,25 +197,31 @@ def _dataset_condition(c: Comparison) -> Condition:
         return sa.exists().where(
             it.c.run_uuid == runs.c.run_uuid,
             it.c.key == CONTEXT_TAG,
-            _string_condition(it.c.value, c),
+            string_condition(it.c.value, c),
         )
     ri = schema.run_inputs.alias()
     ds = schema.datasets.alias()
     return sa.exists().where(
         ri.c.run_uuid == runs.c.run_uuid,
         ds.c.dataset_uuid == ri.c.dataset_uuid,
-        _string_condition(ds.c[c.key], c),
+        string_condition(ds.c[c.key], c),
     )
 
 
 def _column_condition(column: sa.Column[Any], c: Comparison) -> Condition:
     if c.key in _INTEGER_ATTRIBUTES:
         assert isinstance(c.value, (int, float)), c
-        return _integer_condition(column, c.op, c.value)
-    return _string_condition(column, c)
+        return integer_condition(column, c.op, c.value)
+    return string_condition(column, c)
 
 
-def _string_condition(column: ColumnElement[Any], c: Comparison) -> Condition:
+def string_condition(column: ColumnElement[Any], c: Comparison) -> Condition:
+    """``column <op> value`` for the string comparators (``= != LIKE ILIKE IN NOT IN``).
+
+    >>> from keel.search.filter import Comparison
+    >>> print(string_condition(schema.runs.c.name, Comparison("attribute", "x", "LIKE", "a%")))
+    runs.name LIKE :name_1 ESCAPE '\\'
+    """
     value = c.value
     if c.op in ("IN", "NOT IN"):
         assert isinstance(value, tuple), c
@@ -217,12 +235,18 @@ def _string_condition(column: ColumnElement[Any], c: Comparison) -> Condition:
     return result
 
 
-def _integer_condition(column: ColumnElement[Any], op: str, value: int | float) -> Condition:
-    """``column op value`` exactly, for a BIGINT column that may be NULL.
+def integer_condition(
+    column: ColumnElement[Any], op: str, value: int | float, *, bits: int = 64
+) -> Condition:
+    """``column op value`` exactly, for an integer column that may be NULL.
 
     A float bound is not compared as float, which would round large integers:
     ``x < 2.5`` becomes ``x <= 2`` and ``x = 2.5`` is false. A bound outside the
-    64-bit range, which neither database could bind, becomes a constant.
+    column's range (``bits``: 64 for BIGINT, 32 for INTEGER), which PostgreSQL could
+    not even bind against the column, becomes a constant.
+
+    >>> print(integer_condition(schema.runs.c.start_time, "<", 2.5))
+    runs.start_time IS NOT NULL AND runs.start_time <= :start_time_1
     """
     present = column.is_not(None)
     if isinstance(value, float) and not value.is_integer():
@@ -232,9 +256,9 @@ def _integer_condition(column: ColumnElement[Any], op: str, value: int | float) 
             return present
         op, value = ("<=", math.floor(value)) if op in ("<", "<=") else (">=", math.ceil(value))
     bound = int(value)
-    if bound > INT64_MAX:
+    if bound > 2 ** (bits - 1) - 1:
         return present if op in ("!=", "<", "<=") else sa.false()
-    if bound < INT64_MIN:
+    if bound < -(2 ** (bits - 1)):
         return present if op in ("!=", ">", ">=") else sa.false()
     return sa.and_(present, _COMPARE[op](column, bound))
 
@@ -379,7 +403,7 @@ def experiment_order_by(keys: Sequence[OrderKey]) -> list[OrderClause]:
     for key in keys:
         if key.entity != "attribute" or key.key not in _EXPERIMENT_ATTRIBUTE_COLUMNS:
             raise ValueError(f"Cannot order experiments by {key!r}")
-        clauses.extend(_ordered(_EXPERIMENT_ATTRIBUTE_COLUMNS[key.key], key.ascending))
+        clauses.extend(ordered(_EXPERIMENT_ATTRIBUTE_COLUMNS[key.key], key.ascending))
     clauses.append(schema.experiments.c.experiment_id.asc())
     return clauses
 
@@ -396,9 +420,9 @@ def _run_order_key(key: OrderKey) -> list[OrderClause]:
             .where(t.c.run_uuid == runs.c.run_uuid, t.c.key == key.key)
             .scalar_subquery()
         )
-        return _ordered(value, key.ascending)
+        return ordered(value, key.ascending)
     if key.entity == "attribute" and key.key in _RUN_ATTRIBUTE_COLUMNS:
-        return _ordered(_RUN_ATTRIBUTE_COLUMNS[key.key], key.ascending)
+        return ordered(_RUN_ATTRIBUTE_COLUMNS[key.key], key.ascending)
     raise ValueError(f"Cannot order runs by {key!r}")
 
 
@@ -414,8 +438,20 @@ def _metric_order(key: OrderKey) -> list[OrderClause]:
     ]
 
 
-def _ordered(value: ColumnElement[Any], ascending: bool) -> list[OrderClause]:
-    """NULLs last in both directions (portable, unlike NULLS LAST), strings by code point."""
-    missing_last = sa.case((value.is_(None), 1), else_=0).asc()
+def ordered(
+    value: ColumnElement[Any], ascending: bool, *, nullable: bool = True
+) -> list[OrderClause]:
+    """NULLs last in both directions (portable, unlike NULLS LAST), strings by code point.
+
+    A ``nullable=False`` column needs no NULL rank, and sorts cheaper without it.
+
+    >>> len(ordered(schema.runs.c.name, ascending=False))
+    2
+    >>> len(ordered(schema.runs.c.name, ascending=False, nullable=False))
+    1
+    """
     sortable: ColumnElement[Any] = _Bytewise(value) if isinstance(value.type, sa.String) else value
-    return [missing_last, sortable.asc() if ascending else sortable.desc()]
+    direction = sortable.asc() if ascending else sortable.desc()
+    if not nullable:
+        return [direction]
+    return [sa.case((value.is_(None), 1), else_=0).asc(), direction]
