@@ -22,6 +22,9 @@ from keel.cli.main import app
 from keel.demo import (
     EXPERIMENT_NAME,
     PARENT_RUN_NAME,
+    PROMOTION_ALIAS,
+    PROMOTION_GATES,
+    REGISTERED_MODEL_NAME,
     DemoResult,
     Verification,
     candidates,
@@ -186,3 +189,18 @@ def test_run_demo_from_python_on_the_default_database(tracking: Path) -> None:
     assert set(result.artifacts) == {"report.json", "confusion_matrix.png"}
     assert (tracking / "keel-artifacts").is_dir()
     assert keel.active_run() is None
+    # The best model is registered, promoted through the gates and loads back by alias.
+    reg = result.registration
+    assert reg is not None and reg.report.status == "passed"
+    assert [r.gate for r in reg.report.results] == list(PROMOTION_GATES)
+    assert reg.reloaded_accuracy == pytest.approx(result.best_run.data.metrics["accuracy"])
+    client = keel.Client()
+    version = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, PROMOTION_ALIAS)
+    assert (version.version, version.run_id) == (reg.version, result.best_run.info.run_id)
+    assert "keel.gate.production" in version.tags
+    summary = _summary(result)
+    assert f"Registry:  {REGISTERED_MODEL_NAME} version 1, promoted to @production" in summary
+    # A second demo registers version 2 and moves the alias to it.
+    again = run_demo(quick=True, verify=False)
+    assert again.registration is not None and again.registration.version == 2
+    assert client.get_registered_model(REGISTERED_MODEL_NAME).aliases == {"production": 2}

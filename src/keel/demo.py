@@ -37,8 +37,13 @@ if TYPE_CHECKING:
 
     from keel.models.doctor import Diagnosis
     from keel.models.targets import VerifyResult
+    from keel.registry.gates import PromotionReport
 
 EXPERIMENT_NAME = "keel-demo"
+REGISTERED_MODEL_NAME = "keel-demo-classifier"
+PROMOTION_ALIAS = "production"
+# What the demo asks of a version before it may serve as production.
+PROMOTION_GATES = ("metrics.accuracy >= 0.9", "signature", "loads")
 PARENT_RUN_NAME = "hyperparameter-search"
 DATASET_SOURCE = "sklearn.datasets.load_breast_cancer"
 RANDOM_STATE = 0
@@ -146,6 +151,21 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """The best model in the registry: its version, the gates' report, and the reload.
+
+    ``reloaded_accuracy`` is the test accuracy of the model loaded back through
+    ``models:/<name>@production``: the same as the run's when all went well.
+    """
+
+    name: str
+    version: int
+    report: PromotionReport
+    alias_uri: str
+    reloaded_accuracy: float
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """What the demo made: where it is stored, and its runs (best first).
 
@@ -164,6 +184,7 @@ class DemoResult:
     package: Path | None = None  # the best model's package directory, local
     diagnosis: Diagnosis | None = None  # of the best model's package, in this environment
     verification: Verification | None = None
+    registration: Registration | None = None
 
     @property
     def database(self) -> Path | None:
@@ -314,6 +335,24 @@ def _package_best_model(
     return uri, package, diagnose(package)
 
 
+def _register_and_promote(model_uri: str, data: _Data) -> Registration:
+    """Register the best model, promote it through gates, and load it back by alias.
+
+    The gates are declared on every run (declaring is idempotent), so a demo
+    database always shows what production asks of a version.
+    """
+    client = keel.Client()
+    version = client.register_model(
+        model_uri, REGISTERED_MODEL_NAME, description="Best model of a keel demo run."
+    )
+    client.set_promotion_gates(REGISTERED_MODEL_NAME, PROMOTION_ALIAS, list(PROMOTION_GATES))
+    report = client.promote(REGISTERED_MODEL_NAME, version.version, PROMOTION_ALIAS)
+    alias_uri = f"models:/{REGISTERED_MODEL_NAME}@{PROMOTION_ALIAS}"
+    reloaded = keel.models.load(alias_uri)
+    accuracy = float((reloaded.predict(data.x_test) == data.y_test).mean())
+    return Registration(REGISTERED_MODEL_NAME, version.version, report, alias_uri, accuracy)
+
+
 def _verify_package(package: Path, console: Console | None) -> Verification:
     """Load ``package`` in a uv environment built from its own requirements.txt.
 
@@ -422,6 +461,7 @@ def run_demo(
         keel.log_metric("best_accuracy", best.data.metrics["accuracy"], synchronous=True)
     artifacts = _log_best_artifacts(best, evaluations[best.info.run_id], data)
     model_uri, package, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
+    registration = _register_and_promote(model_uri, data)
     seconds = time.perf_counter() - started
     verification = _verify_package(package, console) if verify else None
     return DemoResult(
@@ -436,4 +476,5 @@ def run_demo(
         package=package,
         diagnosis=diagnosis,
         verification=verification,
+        registration=registration,
     )

@@ -85,6 +85,7 @@ def render_summary(result: DemoResult, out: Console) -> None:
         f"Database:  {where}",
         f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
         *_package_lines(result),
+        *_registry_lines(result),
         *_verify_lines(result.verification, verify_cmd if target else None),
         "",
         "Next:",
@@ -112,6 +113,21 @@ def _package_lines(result: DemoResult) -> list[str]:
     checks = ", ".join(f"{c.name} {'ok' if c.ok else 'FAILED'}" for c in result.diagnosis.checks)
     verdict = "would load here" if result.diagnosis.ok else "would be refused here"
     return [f"Model:     {result.model_uri} ({verdict}: {checks})"]
+
+
+def _registry_lines(result: DemoResult) -> list[str]:
+    """The registered version, the gates it passed, and the reload by alias."""
+    reg = result.registration
+    if reg is None:
+        return []
+    gates = ", ".join(r.gate for r in reg.report.results)
+    indent = " " * len("Registry:  ")
+    return [
+        f"Registry:  {reg.name} version {reg.version}, promoted to @{reg.report.alias} "
+        f"(gates {reg.report.status}: {gates})",
+        f"{indent}loaded back from {reg.alias_uri}: test accuracy "
+        f"{format_number(reg.reloaded_accuracy)}",
+    ]
 
 
 _OUTCOMES = {
