@@ -208,3 +208,24 @@ def test_cli_registry_round_trip(tracking: Path) -> None:
     deleted = keel_cli("models", "delete", "churn", "--yes")
     assert deleted.exit_code == 0
     assert json.loads(keel_cli("models", "list", "--json").output) == []
+
+
+@pytest.mark.slow
+def test_a_verify_gate_builds_its_target_and_loads_the_version_there(tracking: Path) -> None:
+    import shutil
+
+    if shutil.which("uv") is None and __import__("importlib").util.find_spec("uv") is None:
+        pytest.skip("verify gates build environments with uv, which is not installed")
+    _logged(0.9)
+    c = keel.Client()
+    package = keel.models.resolve_model_uri("models:/churn/1")
+    gates = c.set_promotion_gates("churn", "production", [f"verify {package / 'requirements.txt'}"])
+    from keel.models.targets import read_pins
+
+    assert gates[0].pins == read_pins(package / "requirements.txt")  # stored with the gate
+    report = c.check_promotion_gates("churn", 1, "production")
+    (result,) = report.results
+    if not result.passed and "uv" in result.detail and "network" in result.detail.lower():
+        pytest.skip(f"cannot build the target environment here: {result.detail}")
+    assert result.passed, result.detail
+    assert result.observed == "loads (native)"
