@@ -22,7 +22,7 @@ ModelUri = Annotated[
     str,
     typer.Argument(
         metavar="MODEL",
-        help="A package directory or runs:/<run_id>/<path>.",
+        help="A package directory or archive (.keel), or runs:/<run_id>/<path>.",
         show_default=False,
     ),
 ]
@@ -47,9 +47,16 @@ def _check_policy(policy: str) -> None:
 
 
 def _resolve(uri: str) -> Path:
+    """The package directory MODEL names; an archive is extracted into the cache first."""
     from keel.models import resolve_model_uri
+    from keel.models.archive import package_root
 
-    return resolve_model_uri(uri)
+    return package_root(resolve_model_uri(uri))
+
+
+def _label(model: str, root: Path) -> str:
+    """How output names the package: an archive by its own path and where it was extracted."""
+    return f"{model} (extracted to {root})" if Path(model).is_file() else str(root)
 
 
 @app.command("inspect")
@@ -61,6 +68,8 @@ def inspect_package(model: ModelUri, json_output: JsonOutput = False) -> None:
     meta = read_meta(root)
     summary: dict[str, Any] = {
         "path": str(root),
+        # Only for an archive, so a directory's JSON is unchanged.
+        **({"archive": model} if Path(model).is_file() else {}),
         "flavor": meta.get("flavor"),
         "model_class": meta.get("model_class"),
         "serializer": meta.get("serializer"),
@@ -80,7 +89,7 @@ def inspect_package(model: ModelUri, json_output: JsonOutput = False) -> None:
     env = summary["environment"] or {}
     out.print(
         key_value_table(
-            f"Package {root}",
+            f"Package {_label(model, root)}",
             [
                 ("flavor", str(summary["flavor"])),
                 ("model", str(summary["model_class"])),
@@ -138,7 +147,7 @@ def doctor(
     else:
         _print_checks(result)
         verdict = "would load" if result.ok else "would be refused"
-        console().print(f"\n{result.path}: {verdict}", markup=False)
+        console().print(f"\n{_label(model, result.path)}: {verdict}", markup=False)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -240,3 +249,41 @@ def lock(model: ModelUri) -> None:
     env = EnvironmentLock.from_dict(meta["environment"])
     typer.echo(f"# python {env.python} ({env.implementation}, {env.platform})")
     typer.echo(env.requirements_txt(), nl=False)
+
+
+@app.command("pack")
+def pack_package(
+    directory: Annotated[
+        Path,
+        typer.Argument(metavar="DIR", help="The package directory to pack.", show_default=False),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write the archive. Default: DIR.keel, beside the directory.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+) -> None:
+    """Pack a package directory into one archive file, after checking its integrity.
+
+    The same package always packs to the same bytes. keel.models.load and the
+    other `keel models` commands read the archive as they read the directory.
+    """
+    import zipfile
+
+    from keel.models.archive import pack
+    from keel.models.package import sha256_file
+
+    archive = pack(directory, output, overwrite=force)
+    with zipfile.ZipFile(archive) as zf:
+        count = len(zf.infolist())
+    size = archive.stat().st_size
+    typer.echo(
+        f"Packed {directory} into {archive} ({count} files, {size:,} bytes, "
+        f"sha256 {sha256_file(archive)})."
+    )

@@ -6,6 +6,7 @@
 >>> m.predict(X)                                                   # doctest: +SKIP
 >>> keel.models.save(pipe, "out/m", input_example=X, serialization="skops")  # doctest: +SKIP
 >>> keel.models.load("model.joblib").warnings  # bare file: fewer checks  # doctest: +SKIP
+>>> keel.models.pack("out/model")  # one file, out/model.keel; load() reads it  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel.models.archive import pack
 from keel.models.package import LoadedModel, ModelRefused, load_model, save_model
 
-__all__ = ["LoadedModel", "ModelRefused", "load", "resolve_model_uri", "save"]
+__all__ = ["LoadedModel", "ModelRefused", "load", "pack", "resolve_model_uri", "save"]
 
 save = save_model
 
@@ -65,7 +67,9 @@ def load(uri: str | os.PathLike[str], **checks: Any) -> LoadedModel:
     """Load a package from a path, ``runs:/`` or ``models:/`` URI with every check (see
     ``load_model``).
 
-    A bare pickle, joblib or skops file loads too, through the allow-list and
-    the tree check only; its ``warnings`` say what could not be verified.
+    A package archive (:func:`pack`) loads as the directory it holds, with
+    every check. A bare pickle, joblib or skops file loads too, through the
+    allow-list and the tree check only; its ``warnings`` say what could not
+    be verified.
     """
     return load_model(resolve_model_uri(uri), **checks)

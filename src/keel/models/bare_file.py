@@ -7,7 +7,9 @@ it was saved with (environment) and no golden sample (outputs), and
 ``LoadedModel.warnings`` says so. The format is read from the bytes, not the
 file name:
 
-* a zip archive is a skops file (:mod:`keel.models.skops_format`);
+* a zip archive is a skops file (:mod:`keel.models.skops_format`), unless it
+  is a package archive (:mod:`keel.models.archive`), which is refused here:
+  ``load_model`` extracts those and loads them as packages;
 * joblib's compressors start with their magic bytes (zlib, gzip, bz2, xz,
   lzma, lz4); the stream inside is decompressed by joblib's own file objects;
 * otherwise a pickle stream naming ``joblib.numpy_pickle.NumpyArrayWrapper``
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from keel.errors import InvalidParameter, require
+from keel.models.archive import is_package_archive
 from keel.models.environment import POLICIES
 from keel.models.package import LoadedModel, ModelRefused, refuse_corrupt_trees
 from keel.models.pickle_refs import scan_pickle
@@ -99,6 +102,11 @@ def detect_format(data: bytes, where: object = "The file") -> BareFormat:
     ('pickle', 'zlib')
     """
     if data.startswith(ZIP_MAGIC):
+        if is_package_archive(data):
+            raise ModelRefused(
+                f"{where} is a Keel package archive, not a bare skops file: load it with "
+                "keel.models.load, which extracts it and runs every package check."
+            )
         return BareFormat("skops")
     if data.startswith(_JOBLIB_COMPAT):
         raise ModelRefused(
@@ -191,6 +199,12 @@ def not_a_package(path: Path) -> str:
     >>> print(not_a_package(Path("/nonexistent.joblib")))  # doctest: +ELLIPSIS
     /nonexistent.joblib is a file, not a model package: ...
     """
+    if is_package_archive(path):
+        return (
+            f"{path} is a Keel package archive, not a package directory: keel.models.load and "
+            "`keel models inspect/doctor/lock/verify` read it as they read the directory, and "
+            "keel.models.archive.extract_package(path) returns the directory it extracts to."
+        )
     try:
         with path.open("rb") as fh:
             head = fh.read(1 << 16)

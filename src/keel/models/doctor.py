@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
+from keel.models.archive import package_root
 from keel.models.environment import EnvironmentLock, check_environment
 from keel.models.package import model_file, read_meta, serialization_of, verify_integrity
 from keel.models.safety import check_pickle
@@ -67,8 +68,12 @@ def diagnose(
     target_python: str | None = None,
     trusted: Iterable[str] = (),
 ) -> Diagnosis:
-    """Run integrity, safety and environment checks; never unpickles the model."""
-    root = Path(path)
+    """Run integrity, safety and environment checks; never unpickles the model.
+
+    A package archive is extracted (see :mod:`keel.models.archive`) and its
+    directory diagnosed.
+    """
+    root = package_root(path)
     meta = read_meta(root)
     checks = []
     try:

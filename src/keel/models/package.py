@@ -503,13 +503,20 @@ def load_model(
     says so). A directory MLflow wrote (``MLmodel`` but no ``keel.json``) is
     loaded by :func:`~keel.models.mlflow_format.load_mlflow_model` instead,
     and a bare pickle, joblib or skops file by
-    :func:`~keel.models.bare_file.load_bare_file`.
+    :func:`~keel.models.bare_file.load_bare_file`. A package archive (``keel
+    models pack``) is extracted into the cache first (see
+    :mod:`keel.models.archive`) and checked as the directory it holds.
     """
     root = Path(path)
     if root.is_file():
+        # Imported here: both modules import this one.
+        from keel.models.archive import extract_package, is_package_archive
         from keel.models.bare_file import load_bare_file
 
-        return load_bare_file(root, policy=policy, trusted=trusted)
+        # Before the bare-file loader, which would take any zip for a skops file.
+        if not is_package_archive(root):
+            return load_bare_file(root, policy=policy, trusted=trusted)
+        root = extract_package(root)
     if not (root / KEEL_FILE).is_file() and (root / "MLmodel").is_file():
         # Imported here: the MLflow loader imports this module.
         from keel.models.mlflow_format import load_mlflow_model
