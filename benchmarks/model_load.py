@@ -53,11 +53,53 @@ def _time(fn: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
+def _steps(trees: int, repeat: int) -> int:
+    """Each step of a cold load, timed alone on the same package (no MLflow needed)."""
+    import pickle
+
+    from keel.models.environment import EnvironmentLock, check_environment
+    from keel.models.golden import GoldenSample, compare_golden
+    from keel.models.package import read_meta, save_model, verify_integrity
+    from keel.models.safety import check_pickle, safe_loads
+    from keel.models.tree_check import tree_problems
+
+    model, x = _fit(trees)
+    root = save_model(
+        model, Path(tempfile.mkdtemp(prefix="keel-steps-")) / "m", input_example=x[:20]
+    )
+    meta = read_meta(root)
+    payload = (root / meta["model_file"]).read_bytes()
+    lock = EnvironmentLock.from_dict(meta["environment"])
+    loaded = pickle.loads(payload)
+    golden = GoldenSample.from_dict(meta["golden"])
+    twin = (meta.get("onnx") or {}).get("file")
+    steps: dict[str, Callable[[], Any]] = {
+        "read keel.json": lambda: read_meta(root),
+        "sha256 of every file but the twin": lambda: verify_integrity(
+            root, meta["files"], skip=[twin] if twin else []
+        ),
+        "environment check": lambda: check_environment(lock),
+        "unpickling with the allow-list (safe_loads)": lambda: safe_loads(payload),
+        "plain pickle.loads, for comparison": lambda: pickle.loads(payload),
+        "tree bounds check": lambda: tree_problems(loaded),
+        "golden check": lambda: compare_golden(loaded, golden),
+        "opcode walk (keel models doctor only)": lambda: check_pickle(payload),
+    }
+    for name, fn in steps.items():
+        print(f"  {name:45s} {statistics.median(_time(fn, repeat)) * 1e3:8.1f} ms")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--steps", action="store_true", help="Time each step of a cold load alone, then stop."
+    )
     args = parser.parse_args()
+    if args.steps:
+        return _steps(args.trees, args.repeat)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     warnings.simplefilter("ignore")  # MLflow's start-up chatter is not under test
 
