@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from keel import __version__
 from keel.cli import TRACKING_URI_HELP, db, experiments, models, registry, runs
 from keel.cli.demo import demo
+from keel.cli.server import server
 from keel.errors import KeelError
 
 EXIT_BAD_INPUT = 2
@@ -68,6 +69,7 @@ registry.register_commands(models.app)
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.command("demo")(demo)
+app.command("server")(server)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,72 @@
+"""``keel server``: MLflow's REST API over a Keel store, for teams and the mlflow client."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from keel.errors import require
+from keel.server.config import ARTIFACTS_ENV, BACKEND_ENV
+
+
+def server(
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-store-uri",
+            help="sqlite:///path/keel.db or postgresql://user@host/db (default: the tracking "
+            "URI in effect, ./keel.db).",
+            metavar="URI",
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts-destination",
+            help="Where new experiments keep their artifacts (default: keel-artifacts beside "
+            "the database).",
+            metavar="PATH",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (each opens its own connections).", min=1)
+    ] = 1,
+) -> None:
+    """Serve MLflow's REST API: point MLFLOW_TRACKING_URI (or KEEL_TRACKING_URI) at it.
+
+    export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 and existing mlflow
+    scripts log to Keel unchanged.
+    """
+    require("uvicorn", "server", "keel server")
+    require("fastapi", "server", "keel server")
+    import uvicorn
+
+    from keel.uris import resolve_tracking_uri
+
+    # Workers are separate processes: they rebuild the app from the environment.
+    os.environ[BACKEND_ENV] = resolve_tracking_uri(backend_store_uri)
+    if artifacts_destination:
+        os.environ[ARTIFACTS_ENV] = artifacts_destination
+    typer.echo(
+        f"Keel {_version()} serving {os.environ[BACKEND_ENV]} at http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it.",
+        err=True,
+    )
+    uvicorn.run(
+        "keel.server.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+def _version() -> str:
+    from keel import __version__
+
+    return __version__
