@@ -7,9 +7,6 @@ the client is mlflow-skinny's ``MlflowClient`` and fluent API, unchanged.
 from __future__ import annotations
 
 import math
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from keel.server import create_app  # noqa: E402
 from keel.store.sql.store import SqlTrackingStore  # noqa: E402
+from live_server import serve  # noqa: E402
 
 
 @pytest.fixture
@@ -34,25 +32,11 @@ def server_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a 5xx must fail the test
     store = SqlTrackingStore(f"sqlite:///{tmp_path / 'server.db'}", str(tmp_path / "artifacts"))
-    app = create_app(store, max_body_bytes=64 * 1024)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start within 10 s")
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve(create_app(store, max_body_bytes=64 * 1024)) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
-        sock.close()
 
 
 def test_mlflow_client_experiments_runs_metrics_params_tags(server_url: str) -> None:
