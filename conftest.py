@@ -44,3 +44,7 @@ def _reset_keel_state() -> Iterator[None]:
     fluent._active_experiment_id = None
     fluent._clients.clear()
     clear_store_cache()
+    # mlflow.set_experiment (the server's tests drive the mlflow client) exports the
+    # experiment id, which Keel's fluent API would then read as MLFLOW_EXPERIMENT_ID.
+    for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(var, None)

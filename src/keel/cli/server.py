@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from keel.errors import require
-from keel.server.config import ARTIFACTS_ENV, BACKEND_ENV
+from keel.server.config import (
+    ARTIFACTS_ENV,
+    BACKEND_ENV,
+    MAX_ARTIFACT_ENV,
+    is_local_destination,
+    local_path_of,
+    parse_size,
+)
 
 
 def server(
@@ -25,11 +32,22 @@ def server(
         str | None,
         typer.Option(
             "--artifacts-destination",
-            help="Where new experiments keep their artifacts (default: keel-artifacts beside "
-            "the database).",
+            help="Proxy artifacts (as mlflow server --serve-artifacts): keep them under PATH; "
+            "new experiments get mlflow-artifacts:/<id> locations and clients upload through "
+            "the server. Without it, experiments get local paths (keel-artifacts beside the "
+            "database) that clients must reach themselves.",
             metavar="PATH",
         ),
     ] = None,
+    max_artifact_size: Annotated[
+        str,
+        typer.Option(
+            "--max-artifact-size",
+            help="The largest artifact upload the proxy accepts: bytes, or a number with "
+            "K, M, G or T.",
+            metavar="SIZE",
+        ),
+    ] = "10G",
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5000,
     workers: Annotated[
@@ -49,11 +67,22 @@ def server(
 
     # Workers are separate processes: they rebuild the app from the environment.
     os.environ[BACKEND_ENV] = resolve_tracking_uri(backend_store_uri)
+    try:
+        os.environ[MAX_ARTIFACT_ENV] = str(parse_size(max_artifact_size))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-artifact-size") from None
+    proxy = ""
     if artifacts_destination:
-        os.environ[ARTIFACTS_ENV] = artifacts_destination
+        if not is_local_destination(artifacts_destination):
+            raise typer.BadParameter(
+                "only a local directory (or file:// URI) is supported for now.",
+                param_hint="--artifacts-destination",
+            )
+        os.environ[ARTIFACTS_ENV] = str(local_path_of(artifacts_destination).resolve())
+        proxy = f", proxying artifacts to {os.environ[ARTIFACTS_ENV]}"
     typer.echo(
         f"Keel {_version()} serving {os.environ[BACKEND_ENV]} at http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it.",
+        f"({workers} worker{'s' if workers > 1 else ''}{proxy}); Ctrl-C stops it.",
         err=True,
     )
     uvicorn.run(

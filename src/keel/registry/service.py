@@ -39,6 +39,7 @@ from keel.store.registry import RegistryStore
 
 GATE_RESULT_TAG_PREFIX = "keel.gate."
 FORCED_REASON_KEY = "forced_reason"
+_MAX_SOURCE_HOPS = 10  # models:/a/1 registered from models:/b/2 from ...
 
 
 class Registry:
@@ -114,9 +115,36 @@ class Registry:
             raise NotFound(f"Registered model {ref.name!r} has no version {where} ({ref}).")
         return max(latest, key=lambda v: v.version)
 
+    def download_uri(self, version: ModelVersion) -> str:
+        """Where a version's files are, as an artifact URI.
+
+        A ``runs:/<run_id>/<path>`` source becomes the run's artifact URI plus
+        the path, and a ``models:/<name>/<version>`` (or ``@alias``, stage)
+        source the download URI of the version it names; any other source (a
+        path, ``file://``, an artifact URI, MLflow 3's ``models:/m-…``) is
+        returned as registered, as is one that cannot be resolved.
+        """
+        for _ in range(_MAX_SOURCE_HOPS):
+            source = version.source
+            if source.startswith("runs:/"):
+                run_id, _, path = source[len("runs:/") :].strip("/").partition("/")
+                try:
+                    root = self.tracking.get_run(run_id).info.artifact_uri.rstrip("/")
+                    relative = safe_relpath(path)
+                except (NotFound, InvalidParameter):
+                    return source
+                return f"{root}/{relative}" if relative else root
+            if not names_registered_version(source):
+                return source
+            try:
+                version = self.resolve(source)
+            except (NotFound, InvalidParameter):
+                return source
+        return version.source
+
     def package_path(self, version: ModelVersion) -> Path:
         """A local directory holding the version's package (downloaded when remote)."""
-        repo = get_repository(version.source)
+        repo = get_repository(self.download_uri(version))
         if isinstance(repo, LocalArtifactRepository):
             return repo.root
         dst = Path(tempfile.mkdtemp(prefix="keel-model-"))
@@ -234,6 +262,19 @@ class Registry:
         from keel.registry.lineage import build_lineage
 
         return build_lineage(self, self.registry.get_model_version(name, version))
+
+
+def names_registered_version(source: str) -> bool:
+    """``models:/<name>/<version|stage|latest>`` or ``models:/<name>@<alias>``: a registered
+    version, not the ``models:/<model_id>`` of an MLflow 3 LoggedModel.
+
+    >>> names_registered_version("models:/churn/2"), names_registered_version("models:/m-0f3a")
+    (True, False)
+    """
+    if not is_models_uri(source):
+        return False
+    body = source[len("models:/") :].strip("/")
+    return "/" in body or "@" in body
 
 
 def _require_model_dir(path: Path, uri: str) -> None:

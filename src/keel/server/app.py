@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel import __version__
 from keel.errors import InvalidParameter, KeelError
+from keel.server.config import DEFAULT_MAX_ARTIFACT_BYTES
 from keel.server.wire import Field, parse
 from keel.store.base import TrackingStore
 from keel.store.registry import RegistryStore
@@ -60,6 +61,9 @@ class ServerContext:
     registry: RegistryStore | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    # The artifact proxy (routes_artifacts): its directory, None when off.
+    artifacts_destination: str | None = None
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
 
 def create_app(
@@ -67,9 +71,21 @@ def create_app(
     registry: RegistryStore | None = None,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    artifacts_destination: str | None = None,
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
 ) -> FastAPI:
-    """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``)."""
-    from keel.server import routes_tracking
+    """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``).
+
+    With ``artifacts_destination`` (a directory) it also proxies artifacts, as
+    ``mlflow server --serve-artifacts`` does. Experiments' default locations come
+    from the store's artifact root: open it with ``PROXY_ARTIFACT_ROOT``
+    (``mlflow-artifacts:/``) so new experiments, and the default one in a new
+    database, get ``mlflow-artifacts:/<id>`` and clients upload through the server.
+    """
+    from keel.server import routes_artifacts, routes_registry, routes_tracking
+
+    if registry is None:
+        registry = _registry_beside(tracking)
 
     app = FastAPI(
         title="Keel",
@@ -78,10 +94,19 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    ctx = ServerContext(tracking, registry, max_body_bytes)
+    ctx = ServerContext(
+        tracking,
+        registry,
+        max_body_bytes,
+        artifacts_destination=artifacts_destination,
+        max_artifact_bytes=max_artifact_bytes,
+    )
     app.state.keel = ctx
     for endpoint in routes_tracking.ENDPOINTS:
         _mount(app, ctx, endpoint)
+    for endpoint in routes_registry.ENDPOINTS:
+        _mount(app, ctx, endpoint)
+    routes_artifacts.install(app, ctx)
     _install_error_handlers(app)
 
     @app.get("/health", include_in_schema=False)
@@ -93,6 +118,18 @@ def create_app(
         return Response(__version__, media_type="text/plain")
 
     return app
+
+
+def _registry_beside(tracking: TrackingStore) -> RegistryStore | None:
+    """The model registry in the tracking store's own database (its engine and writer
+    lock), or None when the store keeps no registry: registry calls then answer
+    501 NOT_IMPLEMENTED."""
+    from keel.store.sql.registry import SqlRegistryStore
+    from keel.store.sql.store import SqlTrackingStore
+
+    if isinstance(tracking, SqlTrackingStore):
+        return SqlRegistryStore.from_tracking_store(tracking)
+    return None
 
 
 def _mount(app: FastAPI, ctx: ServerContext, endpoint: Endpoint) -> None:
@@ -219,10 +256,22 @@ def app_from_environment() -> FastAPI:
     """The app ``keel server`` runs in each worker, from the options it put in the environment."""
     import os
 
-    from keel.server.config import ARTIFACTS_ENV, BACKEND_ENV
-    from keel.store import open_registry_store, open_store
+    from keel.server.config import (
+        ARTIFACTS_ENV,
+        BACKEND_ENV,
+        MAX_ARTIFACT_ENV,
+        PROXY_ARTIFACT_ROOT,
+    )
+    from keel.store import open_store
 
     uri = os.environ.get(BACKEND_ENV)
-    artifacts = os.environ.get(ARTIFACTS_ENV) or None
-    tracking = open_store(uri, artifacts)
-    return create_app(tracking, open_registry_store(uri))
+    destination = os.environ.get(ARTIFACTS_ENV) or None
+    limit = os.environ.get(MAX_ARTIFACT_ENV)
+    # Proxying: new experiments get mlflow-artifacts:/<id>, as MLflow's --serve-artifacts.
+    tracking = open_store(uri, PROXY_ARTIFACT_ROOT if destination else None)
+    # The registry shares the tracking store's database (engine, writer lock).
+    return create_app(
+        tracking,
+        artifacts_destination=destination,
+        max_artifact_bytes=int(limit) if limit else DEFAULT_MAX_ARTIFACT_BYTES,
+    )
