@@ -1,4 +1,4 @@
-"""Keel's server: MLflow's REST API (tracking now; registry and artifacts next) over Keel's stores.
+"""Keel's server: MLflow's REST API (tracking, registry, artifact proxy) over Keel's stores.
 
 >>> from keel.store import open_store
 >>> from keel.server import create_app
