@@ -11,12 +11,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 import keel
-from keel.store import clear_store_cache
+from keel.store import TrackingStore, clear_store_cache
 from keel.store.registry import RegistryStore
 from keel.store.sql import schema
 from keel.store.sql.engine import normalize_db_url
@@ -25,9 +26,26 @@ from keel.store.sql.store import SqlTrackingStore
 
 POSTGRES_ENV = "KEEL_TEST_POSTGRES_URL"
 
-# Every TrackingStore and RegistryStore implementation the parity suites run against;
-# add yours here.
-IMPLEMENTATIONS = ["sqlite", "postgres"]
+# Every TrackingStore implementation the parity suites run against; add yours here.
+# "rest-sqlite" is a RestTrackingStore talking HTTP to a live Keel server (real
+# uvicorn on loopback) that serves a SqlTrackingStore on a SQLite file.
+IMPLEMENTATIONS = ["sqlite", "postgres", "rest-sqlite"]
+# The RegistryStore implementations: a test that uses the ``registry`` fixture
+# runs against these only (there is no registry store over HTTP yet).
+REGISTRY_IMPLEMENTATIONS = ["sqlite", "postgres"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # store_uri is parametrized here rather than in its decorator so that the
+    # registry suites, which share the fixture chain, get their own list, and a
+    # module that tests one implementation's internals can name its own with a
+    # module-level STORE_IMPLEMENTATIONS (e.g. test_search_segments: SQL only).
+    if "store_uri" in metafunc.fixturenames:
+        if "registry" in metafunc.fixturenames:
+            wanted = REGISTRY_IMPLEMENTATIONS
+        else:
+            wanted = getattr(metafunc.module, "STORE_IMPLEMENTATIONS", IMPLEMENTATIONS)
+        metafunc.parametrize("store_uri", wanted, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -91,19 +109,68 @@ def empty_postgres_url(postgres_url: str) -> str:
     return postgres_url
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A tracking URI for an empty store of each implementation."""
+    """A tracking URI for an empty store of each implementation (see pytest_generate_tests)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'keel.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    if request.param == "rest-sqlite":
+        url: str = request.getfixturevalue("rest_server_url")
+        return url
+    assert request.param == "postgres", request.param
+    url = request.getfixturevalue("postgres_url")
     _truncate_postgres(url)
     return url
 
 
+@pytest.fixture(scope="session")
+def keel_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    """One live Keel server (app, URL) for the session; ``rest_server_url`` swaps its store.
+
+    Starting and stopping uvicorn costs ~0.4 s, more than most tests it serves.
+    """
+    pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from keel.server import create_app
+    from live_server import serve
+
+    idle_dir = tmp_path_factory.mktemp("idle-server")
+    idle = SqlTrackingStore(f"sqlite:///{idle_dir / 'idle.db'}", str(idle_dir / "artifacts"))
+    app = create_app(idle)
+    try:
+        with serve(app) as url:
+            yield app, url
+    finally:
+        idle.close()
+
+
 @pytest.fixture
-def store(store_uri: str, tmp_path: Path) -> Iterator[SqlTrackingStore]:
-    s = SqlTrackingStore(store_uri, artifact_root=str(tmp_path / "artifacts"))
+def rest_server_url(keel_server: tuple[Any, str], tmp_path: Path) -> Iterator[str]:
+    """The URL of a live Keel server over an empty SqlTrackingStore on tmp_path/server.db."""
+    app, url = keel_server
+    backend = SqlTrackingStore(
+        f"sqlite:///{tmp_path / 'server.db'}", artifact_root=str(tmp_path / "artifacts")
+    )
+    context = app.state.keel  # the ServerContext every handler reads its stores from
+    previous = (context.tracking, context.registry)
+    context.tracking = backend
+    context.registry = SqlRegistryStore.from_tracking_store(backend)
+    try:
+        yield url
+    finally:
+        context.tracking, context.registry = previous
+        backend.close()
+
+
+@pytest.fixture
+def store(store_uri: str, tmp_path: Path) -> Iterator[TrackingStore]:
+    s: TrackingStore
+    if store_uri.startswith(("http://", "https://")):
+        from keel.store.rest import RestTrackingStore
+
+        s = RestTrackingStore(store_uri)
+    else:
+        s = SqlTrackingStore(store_uri, artifact_root=str(tmp_path / "artifacts"))
     try:
         yield s
     finally:
@@ -111,8 +178,9 @@ def store(store_uri: str, tmp_path: Path) -> Iterator[SqlTrackingStore]:
 
 
 @pytest.fixture
-def registry(store: SqlTrackingStore) -> RegistryStore:
+def registry(store: TrackingStore) -> RegistryStore:
     """An empty model registry in the same database as ``store``."""
+    assert isinstance(store, SqlTrackingStore), "registry tests run on SQL stores only"
     return SqlRegistryStore.from_tracking_store(store)
 
 

@@ -20,7 +20,10 @@ def serve(app: Any, start_timeout: float = 10.0) -> Iterator[str]:
     """Serve ``app`` until the block ends; yield its base URL."""
     import uvicorn
 
-    sock = socket.socket()
+    # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on
+    # sockets that say they are TCP, and with Nagle on every request waits ~40 ms
+    # for a delayed ACK between the response headers and body.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -10,6 +10,10 @@ import pytest
 from keel.entities import Metric, Param
 from keel.store.sql.store import SqlTrackingStore
 
+# These tests read the SQL store's internals (its database, the index segments),
+# so they run on the SQL implementations only (see conftest.pytest_generate_tests).
+STORE_IMPLEMENTATIONS = ["sqlite", "postgres"]
+
 
 @pytest.fixture
 def many_runs(store: SqlTrackingStore) -> tuple[SqlTrackingStore, str]:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from keel.errors import InvalidParameter
 from keel.store.base import TrackingStore
 from keel.store.registry import RegistryStore
-from keel.uris import default_artifact_root, resolve_tracking_uri
+from keel.uris import default_artifact_root, redact, resolve_tracking_uri
 
 __all__ = ["RegistryStore", "TrackingStore", "open_registry_store", "open_store", "register_scheme"]
 
@@ -41,29 +41,47 @@ for _scheme in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
     register_scheme(_scheme, _sql_factory)
 
 
+def _rest_factory(uri: str, artifact_root: str) -> TrackingStore:
+    # The server decides where artifacts go (each run's artifact_uri says),
+    # so a local artifact root has no meaning here and is ignored.
+    from keel.errors import require
+
+    require("httpx", "server", f"The HTTP tracking store ({redact(uri)})")
+    from keel.store.rest import RestTrackingStore
+
+    return RestTrackingStore(uri)
+
+
+for _scheme in ("http", "https"):
+    register_scheme(_scheme, _rest_factory)
+
+# Schemes whose stores ignore the artifact root: one cached store per URI.
+_NO_ARTIFACT_ROOT = ("http", "https")
+
+
 def open_store(
     uri: str | None = None, artifact_root: str | None = None, *, cached: bool = True
 ) -> TrackingStore:
     """The store for a tracking URI (resolved as in :mod:`keel.uris`).
 
     Stores are cached per (URI, artifact root) so every part of a process
-    shares one connection pool and, for SQLite, one writer.
+    shares one connection pool and, for SQLite, one writer. An ``http(s)://``
+    URI opens a :class:`~keel.store.rest.RestTrackingStore`; its server decides
+    where artifacts go, so ``artifact_root`` does not apply to it.
+
+    >>> type(open_store("http://127.0.0.1:5000")).__name__
+    'RestTrackingStore'
     """
     resolved = resolve_tracking_uri(uri)
     root = artifact_root or default_artifact_root(resolved)
     scheme = urlparse(resolved).scheme
     factory = _FACTORIES.get(scheme)
     if factory is None:
-        if scheme in ("http", "https"):
-            raise InvalidParameter(
-                f"Tracking URI {resolved!r}: the HTTP store comes with the Keel server, which "
-                "this version does not have yet. Use a SQLite path or postgresql:// URI."
-            )
-        raise InvalidParameter(f"No store for tracking URI {resolved!r}.")
+        raise InvalidParameter(f"No store for tracking URI {redact(resolved)!r}.")
     if not cached or resolved == "sqlite:///:memory:" or resolved == "sqlite://":
         return factory(resolved, root)
     with _CACHE_LOCK:
-        key = (resolved, root)
+        key = (resolved, "" if scheme in _NO_ARTIFACT_ROOT else root)
         if key not in _CACHE:
             _CACHE[key] = factory(resolved, root)
         return _CACHE[key]
@@ -87,7 +105,7 @@ def open_registry_store(uri: str | None = None) -> RegistryStore:
     tracking = open_store(resolved)
     if not isinstance(tracking, SqlTrackingStore):
         raise InvalidParameter(
-            f"Tracking URI {resolved!r} has no model registry in this version of Keel. "
+            f"Tracking URI {redact(resolved)!r} has no model registry in this version of Keel. "
             "Use a SQLite path or a postgresql:// URI."
         )
     # An in-memory database is not cached: this registry is its only user.
