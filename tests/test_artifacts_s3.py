@@ -90,3 +90,18 @@ def test_keys_from_the_server_never_escape_the_destination(
 def test_bad_uris_are_refused() -> None:
     with pytest.raises(InvalidParameter, match="s3://bucket/prefix"):
         S3ArtifactRepository("s3:///no-bucket")
+
+
+def test_runs_with_an_s3_artifact_root_log_and_read_through_the_client(
+    bucket: str, tmp_path: Path
+) -> None:
+    import keel
+
+    client = keel.Client(f"sqlite:///{tmp_path / 'keel.db'}")
+    exp = client.create_experiment("s3", artifact_location=f"s3://{bucket}/experiments/s3")
+    run = client.create_run(exp)
+    assert run.info.artifact_uri.startswith(f"s3://{bucket}/experiments/s3/")
+    client.log_text(run.info.run_id, "hello", "notes/a.txt")
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "notes")] == ["notes/a.txt"]
+    got = client.download_artifacts(run.info.run_id, "notes/a.txt", tmp_path / "dl")
+    assert Path(got).read_text() == "hello"

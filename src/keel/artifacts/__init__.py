@@ -20,6 +20,10 @@ def get_repository(root_uri: str) -> ArtifactRepository:
     scheme = urlparse(root_uri).scheme
     if scheme in ("", "file") or len(scheme) == 1:
         return LocalArtifactRepository(root_uri)
+    if scheme == "s3":
+        from keel.artifacts.s3 import S3ArtifactRepository
+
+        return S3ArtifactRepository(root_uri)
     if scheme in ("mlflow-artifacts", "http", "https"):
         # A tracking server that proxies artifacts (MLflow's default) hands
         # out these URIs; Keel's client cannot upload through it yet.
@@ -31,5 +35,5 @@ def get_repository(root_uri: str) -> ArtifactRepository:
         )
     raise InvalidParameter(
         f"Artifact URI {root_uri!r}: the {scheme!r} scheme is not supported by this version "
-        "of Keel (local paths and file:// are)."
+        "of Keel (local paths, file:// and s3:// are)."
     )
