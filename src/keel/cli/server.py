@@ -92,6 +92,7 @@ def server(
         port=port,
         workers=workers,
         log_level="warning",
+        http="keel.server.protocol:NoDelayH11Protocol",
     )
 
 
