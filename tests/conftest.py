@@ -31,8 +31,18 @@ POSTGRES_ENV = "KEEL_TEST_POSTGRES_URL"
 # uvicorn on loopback) that serves a SqlTrackingStore on a SQLite file.
 IMPLEMENTATIONS = ["sqlite", "postgres", "rest-sqlite"]
 # The RegistryStore implementations: a test that uses the ``registry`` fixture
-# runs against these only (there is no registry store over HTTP yet).
-REGISTRY_IMPLEMENTATIONS = ["sqlite", "postgres"]
+# runs against these. "rest-sqlite" is a RestRegistryStore talking to the same
+# live server, whose app serves the registry of its SQLite database. A test that
+# needs SQL internals narrows the list with @pytest.mark.implementations(...).
+REGISTRY_IMPLEMENTATIONS = ["sqlite", "postgres", "rest-sqlite"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "implementations(*names): run only against these store implementations "
+        "(e.g. 'sqlite', 'postgres' for tests of SQL internals)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -45,6 +55,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             wanted = REGISTRY_IMPLEMENTATIONS
         else:
             wanted = getattr(metafunc.module, "STORE_IMPLEMENTATIONS", IMPLEMENTATIONS)
+        marker = metafunc.definition.get_closest_marker("implementations")
+        if marker is not None:
+            wanted = [name for name in wanted if name in marker.args]
         metafunc.parametrize("store_uri", wanted, indirect=True)
 
 
@@ -179,8 +192,14 @@ def store(store_uri: str, tmp_path: Path) -> Iterator[TrackingStore]:
 
 @pytest.fixture
 def registry(store: TrackingStore) -> RegistryStore:
-    """An empty model registry in the same database as ``store``."""
-    assert isinstance(store, SqlTrackingStore), "registry tests run on SQL stores only"
+    """An empty model registry in the same database as ``store`` (over HTTP: its server's)."""
+    from keel.store.rest import RestTrackingStore
+
+    if isinstance(store, RestTrackingStore):
+        from keel.store.rest_registry import RestRegistryStore
+
+        return RestRegistryStore(store)
+    assert isinstance(store, SqlTrackingStore), store
     return SqlRegistryStore.from_tracking_store(store)
 
 

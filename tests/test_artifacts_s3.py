@@ -105,3 +105,20 @@ def test_runs_with_an_s3_artifact_root_log_and_read_through_the_client(
     assert [f.path for f in client.list_artifacts(run.info.run_id, "notes")] == ["notes/a.txt"]
     got = client.download_artifacts(run.info.run_id, "notes/a.txt", tmp_path / "dl")
     assert Path(got).read_text() == "hello"
+
+
+def test_unreachable_or_unconfigured_s3_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from keel.errors import StoreUnavailable
+
+    monkeypatch.setenv("KEEL_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    repo = S3ArtifactRepository("s3://bucket/prefix")
+    with pytest.raises(StoreUnavailable, match="KEEL_S3_ENDPOINT_URL"):
+        repo.list_artifacts()
+    with pytest.raises(StoreUnavailable):
+        repo.download_artifacts("model", tmp_path)

@@ -1,4 +1,5 @@
-"""The RegistryStore contract, run against every implementation in conftest.IMPLEMENTATIONS.
+"""The RegistryStore contract, run against every implementation in
+conftest.REGISTRY_IMPLEMENTATIONS (SQLite, PostgreSQL, and REST over a live server).
 
 Real databases only: a SQLite file and, with ``KEEL_TEST_POSTGRES_URL``, PostgreSQL.
 The search semantics are also checked against a plain-Python oracle
@@ -643,6 +644,25 @@ def test_open_registry_store_shares_the_tracking_database(tmp_path: Path) -> Non
         clear_store_cache()
 
 
+def test_client_registry_over_http(rest_server_url: str) -> None:
+    import keel
+    from keel.store import clear_store_cache
+    from keel.store.rest_registry import RestRegistryStore
+
+    try:
+        client = keel.Client(tracking_uri=rest_server_url)
+        assert isinstance(client.registry_store, RestRegistryStore)
+        client.create_registered_model("churn", {"team": "risk"})
+        assert client.registry_store.create_model_version("churn", "s").version == 1
+        client.registry_store.set_registered_model_alias("churn", "champion", "1")
+        found = client.get_registered_model("churn")
+        assert (found.tags, found.aliases) == ({"team": "risk"}, {"champion": 1})
+        with pytest.raises(NotFound, match="has no alias 'prod'; its aliases are: champion"):
+            client.registry_store.get_model_version_by_alias("churn", "prod")
+    finally:
+        clear_store_cache()
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 WORKERS = 8
@@ -729,6 +749,7 @@ def test_racing_connections_get_distinct_numbers_on_postgres(empty_postgres_url:
             db.dispose()
 
 
+@pytest.mark.implementations("sqlite", "postgres")  # one connection pool per racer: SQL only
 def test_racing_promotions_leave_one_version_in_production(
     registry: RegistryStore, store: SqlTrackingStore
 ) -> None:

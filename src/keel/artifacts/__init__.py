@@ -1,4 +1,5 @@
-"""Artifact repositories by URI scheme (local paths now; object stores with the server)."""
+"""Artifact repositories by URI scheme: local paths, ``s3://``, and a tracking
+server's artifact proxy (``mlflow-artifacts:``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from keel.errors import InvalidParameter
 __all__ = ["ArtifactRepository", "LocalArtifactRepository", "get_repository", "safe_relpath"]
 
 
-def get_repository(root_uri: str) -> ArtifactRepository:
+def get_repository(root_uri: str, tracking_uri: str | None = None) -> ArtifactRepository:
     """The repository for an artifact URI such as a run's ``artifact_uri``.
+
+    ``tracking_uri`` is the tracking server that ``mlflow-artifacts:/`` URIs
+    resolve against (default: the current tracking URI).
 
     >>> type(get_repository("/tmp/x")).__name__
     'LocalArtifactRepository'
@@ -24,16 +28,18 @@ def get_repository(root_uri: str) -> ArtifactRepository:
         from keel.artifacts.s3 import S3ArtifactRepository
 
         return S3ArtifactRepository(root_uri)
-    if scheme in ("mlflow-artifacts", "http", "https"):
-        # A tracking server that proxies artifacts (MLflow's default) hands
-        # out these URIs; Keel's client cannot upload through it yet.
+    if scheme == "mlflow-artifacts":
+        # A tracking server that proxies artifacts (MLflow's default).
+        from keel.artifacts.http import HttpArtifactRepository
+
+        return HttpArtifactRepository(root_uri, tracking_uri)
+    if scheme in ("http", "https"):
         raise InvalidParameter(
-            f"Artifact URI {root_uri!r} is served by the tracking server's artifact proxy, "
-            "which this version of Keel cannot read or write yet. Metrics, params and tags "
-            "still work against that server; for artifacts, use a server whose runs get a "
-            "local or shared path (e.g. an experiment created with artifact_location=...)."
+            f"Artifact URI {root_uri!r}: plain http(s) artifact locations are not supported "
+            "by this version of Keel. A tracking server's artifact proxy is reached through "
+            "mlflow-artifacts:/ URIs (or mlflow-artifacts://host:port/...), which work."
         )
     raise InvalidParameter(
         f"Artifact URI {root_uri!r}: the {scheme!r} scheme is not supported by this version "
-        "of Keel (local paths, file:// and s3:// are)."
+        "of Keel (local paths, file://, s3:// and mlflow-artifacts: are)."
     )

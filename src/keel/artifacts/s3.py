@@ -16,17 +16,46 @@ stay inside the destination directory.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from keel.artifacts.base import ArtifactRepository, safe_relpath
 from keel.entities import FileInfo
-from keel.errors import InvalidParameter, NotFound, require
+from keel.errors import InvalidParameter, KeelError, NotFound, StoreUnavailable, require
 
 ENDPOINT_ENV_VARS = ("KEEL_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+_MISSING_CODES = ("404", "NoSuchKey", "NoSuchBucket", "NotFound")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _s3_errors(method: F) -> F:
+    """Turn boto3/botocore failures into Keel's errors, naming the bucket and what to check."""
+
+    @functools.wraps(method)
+    def wrapper(self: S3ArtifactRepository, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except KeelError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] not in ("botocore", "boto3", "s3transfer"):
+                raise
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in _MISSING_CODES:
+                raise NotFound(f"{self.root_uri}: {code} ({exc}).") from exc
+            raise StoreUnavailable(
+                f"S3 at {endpoint_url() or 'AWS'} failed for {self.root_uri}: {exc}. Check the "
+                "bucket, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile) "
+                "and KEEL_S3_ENDPOINT_URL for S3-compatible servers."
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def endpoint_url() -> str | None:
@@ -63,6 +92,7 @@ class S3ArtifactRepository(ArtifactRepository):
         path = safe_relpath(rel)
         return "/".join(p for p in (self.prefix, path) if p)
 
+    @_s3_errors
     def log_artifact(self, local_file: Path, artifact_path: str | None = None) -> None:
         local_file = Path(local_file)
         if not local_file.is_file():
@@ -74,6 +104,7 @@ class S3ArtifactRepository(ArtifactRepository):
             self._key(f"{rel}/{local_file.name}" if rel else local_file.name),
         )
 
+    @_s3_errors
     def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
@@ -86,11 +117,13 @@ class S3ArtifactRepository(ArtifactRepository):
                     str(src), self.bucket, self._key(f"{base}/{rel}" if base else rel)
                 )
 
+    @_s3_errors
     def write_bytes(self, artifact_file: str, data: bytes) -> None:
         if not safe_relpath(artifact_file):
             raise InvalidParameter("An artifact file name is required.")
         self._client.put_object(Bucket=self.bucket, Key=self._key(artifact_file), Body=data)
 
+    @_s3_errors
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         rel = safe_relpath(path)
         prefix = self._key(rel)
@@ -107,6 +140,7 @@ class S3ArtifactRepository(ArtifactRepository):
                     out.append(FileInfo(f"{rel}/{name}" if rel else name, False, obj["Size"]))
         return sorted(out, key=lambda f: f.path)
 
+    @_s3_errors
     def download_artifacts(self, artifact_path: str, dst_path: Path) -> Path:
         rel = safe_relpath(artifact_path)
         key = self._key(rel)

@@ -46,7 +46,7 @@ class RegistryMethods:
             from keel.registry.service import Registry
             from keel.store import open_registry_store
 
-            found = Registry(self.store, open_registry_store(self.tracking_uri))
+            found = Registry(self.store, open_registry_store(self.tracking_uri), self.tracking_uri)
             self.__dict__["_registry"] = found
         return found
 

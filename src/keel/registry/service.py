@@ -45,9 +45,13 @@ _MAX_SOURCE_HOPS = 10  # models:/a/1 registered from models:/b/2 from ...
 class Registry:
     """Registry operations that need more than the store: runs, packages, gates."""
 
-    def __init__(self, tracking: TrackingStore, registry: RegistryStore) -> None:
+    def __init__(
+        self, tracking: TrackingStore, registry: RegistryStore, tracking_uri: str | None = None
+    ) -> None:
         self.tracking = tracking
         self.registry = registry
+        # The server that mlflow-artifacts:/ URIs resolve against (default: the current one).
+        self.tracking_uri = tracking_uri
 
     # -- registering ---------------------------------------------------------
 
@@ -86,7 +90,7 @@ class Registry:
                 )
             run = self.tracking.get_run(run_id)
             source = f"{run.info.artifact_uri.rstrip('/')}/{safe_relpath(path)}"
-            repo = get_repository(run.info.artifact_uri)
+            repo = get_repository(run.info.artifact_uri, self.tracking_uri)
             if isinstance(repo, LocalArtifactRepository):
                 _require_model_dir(repo.root / safe_relpath(path), uri)
             return source, run_id
@@ -144,7 +148,7 @@ class Registry:
 
     def package_path(self, version: ModelVersion) -> Path:
         """A local directory holding the version's package (downloaded when remote)."""
-        repo = get_repository(self.download_uri(version))
+        repo = get_repository(self.download_uri(version), self.tracking_uri)
         if isinstance(repo, LocalArtifactRepository):
             return repo.root
         dst = Path(tempfile.mkdtemp(prefix="keel-model-"))

@@ -248,6 +248,7 @@ def create_model_version(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any
         run_link=a.get("run_link") or None,
         description=a.get("description") or None,
         model_id=model_id,
+        user_id=a.get("user_id") or "",
     )
     return {"model_version": model_version_json(version)}
 
@@ -421,6 +422,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Field("run_link"),
             Field("description"),
             Field("model_id"),
+            Field("user_id", doc="Keel: who registers the version"),
         ),
         create_model_version,
         "Register a new version of a model",

@@ -92,17 +92,28 @@ def open_registry_store(uri: str | None = None) -> RegistryStore:
 
     It shares the tracking store's database: the cached store's connection pool
     and, for SQLite, its one writer, so tracking and registry writes queue on
-    the same lock.
+    the same lock. An ``http(s)://`` URI opens a
+    :class:`~keel.store.rest_registry.RestRegistryStore` over the tracking
+    store's connection pool: the server's registry.
 
     >>> registry = open_registry_store("sqlite:///:memory:")
     >>> registry.create_registered_model("churn").name
     'churn'
+    >>> type(open_registry_store("http://127.0.0.1:5000")).__name__
+    'RestRegistryStore'
     """
     from keel.store.sql.registry import SqlRegistryStore
     from keel.store.sql.store import SqlTrackingStore
 
     resolved = resolve_tracking_uri(uri)
     tracking = open_store(resolved)
+    if urlparse(resolved).scheme in _NO_ARTIFACT_ROOT:
+        from keel.store.rest import RestTrackingStore
+        from keel.store.rest_registry import RestRegistryStore
+
+        if isinstance(tracking, RestTrackingStore):
+            # The server's registry, over the tracking store's connection pool.
+            return RestRegistryStore(tracking)
     if not isinstance(tracking, SqlTrackingStore):
         raise InvalidParameter(
             f"Tracking URI {redact(resolved)!r} has no model registry in this version of Keel. "

@@ -269,7 +269,9 @@ class Client(RegistryMethods):
     # -- artifacts -----------------------------------------------------------
 
     def _repo(self, run_id: str) -> artifacts.ArtifactRepository:
-        return artifacts.get_repository(self.store.get_run(run_id).info.artifact_uri)
+        return artifacts.get_repository(
+            self.store.get_run(run_id).info.artifact_uri, self.tracking_uri
+        )
 
     def log_artifact(
         self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
