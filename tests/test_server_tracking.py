@@ -165,6 +165,8 @@ def test_keel_answers_are_json_and_never_5xx_for_client_mistakes(server_url: str
         assert logged.status_code == 200 and logged.json() == {}
         again = http.get(f"{api}/runs/get", params={"run_uuid": run["info"]["run_id"]}).json()
         assert again["run"]["data"]["metrics"][0]["value"] == "Infinity"
+        info = http.get(f"{server_url}/api/3.0/mlflow/server-info").json()
+        assert info["multipart_uploads_enabled"] is False  # the client then uses plain PUT/GET
         spec = http.get(f"{server_url}/openapi.json").json()
         assert "/api/2.0/mlflow/runs/log-batch" in spec["paths"]
         assert "/ajax-api/2.0/mlflow/runs/log-batch" not in spec["paths"]

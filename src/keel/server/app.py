@@ -117,6 +117,24 @@ def create_app(
     def version() -> Response:
         return Response(__version__, media_type="text/plain")
 
+    @app.get("/api/3.0/mlflow/server-info", include_in_schema=False)
+    def server_info() -> Response:
+        # What the MLflow client probes before artifact transfers: Keel's
+        # proxy has neither multipart uploads nor presigned downloads, so the
+        # client streams every file through the plain PUT and GET.
+        return _json(
+            {
+                "store_type": "SqlStore",
+                "workspaces_enabled": False,
+                "trace_archival_enabled": False,
+                "multipart_uploads_enabled": False,
+                "multipart_downloads_enabled": False,
+                "presigned_upload_run_id_supported": False,
+                "presigned_upload_model_id_supported": False,
+                "features_enabled": {},
+            }
+        )
+
     return app
 
 
