@@ -504,5 +504,5 @@ def test_keel_server_rejects_a_bad_size_and_a_remote_destination(
     runner = CliRunner()
     bad_size = runner.invoke(app, ["server", "--max-artifact-size", "lots"])
     assert bad_size.exit_code == 2 and "--max-artifact-size" in bad_size.output
-    remote = runner.invoke(app, ["server", "--artifacts-destination", "s3://bucket/x"])
+    remote = runner.invoke(app, ["server", "--artifacts-destination", "gs://bucket/x"])
     assert remote.exit_code == 2 and "local directory" in remote.output

@@ -20,8 +20,9 @@ import functools
 import os
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlparse
 
 from keel.artifacts.base import ArtifactRepository, safe_relpath
@@ -30,6 +31,9 @@ from keel.errors import InvalidParameter, KeelError, NotFound, StoreUnavailable,
 
 ENDPOINT_ENV_VARS = ("KEEL_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 _MISSING_CODES = ("404", "NoSuchKey", "NoSuchBucket", "NotFound")
+# Refusals caused by what the caller asked for, not by the storage: 400, not 503.
+_CLIENT_CODES = ("KeyTooLongError", "EntityTooLarge", "InvalidObjectName")
+MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +53,8 @@ def _s3_errors(method: F) -> F:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in _MISSING_CODES:
                 raise NotFound(f"{self.root_uri}: {code} ({exc}).") from exc
+            if code in _CLIENT_CODES:
+                raise InvalidParameter(f"{self.root_uri}: {code} ({exc}).") from exc
             raise StoreUnavailable(
                 f"S3 at {endpoint_url() or 'AWS'} failed for {self.root_uri}: {exc}. Check the "
                 "bucket, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile) "
@@ -65,6 +71,16 @@ def endpoint_url() -> str | None:
         if value:
             return value
     return None
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An object being read: ``body`` streams it (``read(n)``, ``close()``)."""
+
+    body: Any
+    size: int
+    mtime: float
+    etag: str | None
 
 
 class S3ArtifactRepository(ArtifactRepository):
@@ -171,6 +187,63 @@ class S3ArtifactRepository(ArtifactRepository):
         if not found:
             raise NotFound(f"Artifact {artifact_path!r} does not exist under {self.root_uri}.")
         return dest_dir
+
+    def _file_key(self, rel: str) -> str:
+        key = self._key(rel)
+        if not safe_relpath(rel):
+            raise InvalidParameter("An artifact file name is required.")
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise InvalidParameter(
+                f"Artifact path {rel!r} is too long for S3 (keys are at most "
+                f"{MAX_KEY_BYTES} bytes, with the prefix {self.prefix!r})."
+            )
+        return key
+
+    @_s3_errors
+    def open_stream(self, rel: str) -> S3Object:
+        """The object at ``rel``, to be read in chunks and closed; NotFound if none."""
+        resp = self._client.get_object(Bucket=self.bucket, Key=self._file_key(rel))
+        return S3Object(
+            resp["Body"],
+            int(resp["ContentLength"]),
+            resp["LastModified"].timestamp(),
+            resp.get("ETag"),
+        )
+
+    @_s3_errors
+    def upload_stream(self, fileobj: IO[bytes], rel: str) -> None:
+        """Store what ``fileobj`` reads as ``rel`` (multipart when large, never whole in memory)."""
+        self._client.upload_fileobj(fileobj, self.bucket, self._file_key(rel))
+
+    @_s3_errors
+    def has_children(self, rel: str) -> bool:
+        """Whether ``rel`` is a directory: some object's key starts with ``rel/``."""
+        key = self._key(rel)
+        resp = self._client.list_objects_v2(
+            Bucket=self.bucket, Prefix=f"{key}/" if key else "", MaxKeys=1
+        )
+        return bool(resp.get("KeyCount") or resp.get("Contents"))
+
+    @_s3_errors
+    def delete(self, rel: str) -> None:
+        """Delete the object ``rel`` and every object under ``rel/``; nothing there is fine."""
+        key = self._file_key(rel)
+        self._client.delete_object(Bucket=self.bucket, Key=key)
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{key}/"):
+            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if not objects:
+                continue
+            resp = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+            if resp.get("Errors"):
+                first = resp["Errors"][0]
+                raise StoreUnavailable(
+                    f"S3 refused to delete {len(resp['Errors'])} object(s) under "
+                    f"{self.root_uri}/{safe_relpath(rel)}, e.g. {first.get('Key')!r}: "
+                    f"{first.get('Code')} {first.get('Message')}."
+                )
 
     def _is_file(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -13,6 +13,7 @@ from keel.server.config import (
     BACKEND_ENV,
     MAX_ARTIFACT_ENV,
     is_local_destination,
+    is_s3_destination,
     local_path_of,
     parse_size,
 )
@@ -32,10 +33,11 @@ def server(
         str | None,
         typer.Option(
             "--artifacts-destination",
-            help="Proxy artifacts (as mlflow server --serve-artifacts): keep them under PATH; "
-            "new experiments get mlflow-artifacts:/<id> locations and clients upload through "
-            "the server. Without it, experiments get local paths (keel-artifacts beside the "
-            "database) that clients must reach themselves.",
+            help="Proxy artifacts (as mlflow server --serve-artifacts): keep them under PATH, a "
+            "directory or s3://bucket/prefix (endpoint from KEEL_S3_ENDPOINT_URL, credentials "
+            "from AWS_* or a profile); new experiments get mlflow-artifacts:/<id> locations and "
+            "clients upload through the server. Without it, experiments get local paths "
+            "(keel-artifacts beside the database) that clients must reach themselves.",
             metavar="PATH",
         ),
     ] = None,
@@ -73,12 +75,16 @@ def server(
         raise typer.BadParameter(str(exc), param_hint="--max-artifact-size") from None
     proxy = ""
     if artifacts_destination:
-        if not is_local_destination(artifacts_destination):
+        if is_s3_destination(artifacts_destination):
+            os.environ[ARTIFACTS_ENV] = artifacts_destination.rstrip("/")
+        elif is_local_destination(artifacts_destination):
+            os.environ[ARTIFACTS_ENV] = str(local_path_of(artifacts_destination).resolve())
+        else:
             raise typer.BadParameter(
-                "only a local directory (or file:// URI) is supported for now.",
+                "only a local directory (or file:// URI) or s3://bucket/prefix is supported "
+                "for now.",
                 param_hint="--artifacts-destination",
             )
-        os.environ[ARTIFACTS_ENV] = str(local_path_of(artifacts_destination).resolve())
         proxy = f", proxying artifacts to {os.environ[ARTIFACTS_ENV]}"
     typer.echo(
         f"Keel {_version()} serving {os.environ[BACKEND_ENV]} at http://{host}:{port} "

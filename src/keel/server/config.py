@@ -43,6 +43,16 @@ def is_local_destination(destination: str) -> bool:
     return scheme in ("", "file") or len(scheme) == 1  # a Windows drive letter
 
 
+def is_s3_destination(destination: str) -> bool:
+    """Whether an artifacts destination is object storage, ``s3://bucket/prefix``.
+
+    >>> is_s3_destination("s3://bucket/keel"), is_s3_destination("s3:///keel")
+    (True, False)
+    """
+    parsed = urlparse(destination)
+    return parsed.scheme == "s3" and bool(parsed.netloc)
+
+
 def local_path_of(destination: str) -> Path:
     """The directory behind a local destination, ``~`` expanded."""
     parsed = urlparse(destination)

@@ -4,12 +4,17 @@ When the server proxies artifacts (``keel server --artifacts-destination PATH``)
 new experiments get ``artifact_location = mlflow-artifacts:/<experiment_id>``
 and the mlflow client turns ``mlflow-artifacts:/X`` into
 ``/api/2.0/mlflow-artifacts/artifacts/X`` on this server, which keeps the files
-under the destination directory (research/mlflow-wire.md §7, §12.1):
+under the destination (research/mlflow-wire.md §7, §12.1): a local directory
+(:class:`LocalProxyStorage`) or ``s3://bucket/prefix`` (:class:`S3ProxyStorage`,
+through :class:`~keel.artifacts.s3.S3ArtifactRepository`). Both backends sit
+behind :class:`ProxyStorage`, so the HTTP layer's path checks, size limit and
+error shapes are the same for each:
 
-- ``PUT    …/artifacts/{path}``  raw bytes, streamed to a temporary file in the
-  target directory and renamed into place: a reader never sees half a file, and a
-  failed or aborted upload leaves nothing behind. Bounded by ``max_artifact_bytes``
-  (413). Answers 200 with an empty body.
+- ``PUT    …/artifacts/{path}``  raw bytes, streamed to a temporary file (in the
+  target directory, renamed into place; for S3 a spool file then uploaded, in
+  parts when large): a reader never sees half a file, and a failed or aborted
+  upload leaves nothing behind. Bounded by ``max_artifact_bytes`` (413).
+  Answers 200 with an empty body.
 - ``GET    …/artifacts/{path}``  the bytes, streamed, with ``Content-Type`` and
   ``Content-Disposition: attachment``; a missing file is a JSON 404.
 - ``GET    …/artifacts?path=D``  ``{"files": [{"path", "is_dir", "file_size"}]}``
@@ -23,7 +28,8 @@ Every path is checked before any I/O, as MLflow's ``validate_path_is_safe`` does
 (``..`` components, absolute paths, drive letters, backslashes, ``#``, control
 characters, at every level of percent-decoding), and every resolved path,
 symlinks followed, must stay under the destination: otherwise 400
-``INVALID_PARAMETER_VALUE "Invalid path"``.
+``INVALID_PARAMETER_VALUE "Invalid path"``. An unreachable S3 is a 503
+``TEMPORARILY_UNAVAILABLE``.
 
 The routes are mounted under ``/api/2.0/mlflow-artifacts`` and mirrored under
 ``/ajax-api/2.0/mlflow-artifacts``. Without a destination they answer 501 with
@@ -49,8 +55,9 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Request
@@ -58,10 +65,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from keel.artifacts.s3 import S3ArtifactRepository
 from keel.entities import FileInfo
 from keel.errors import InvalidParameter, KeelError, NotFound
 from keel.server.app import Endpoint, _request_data
-from keel.server.config import is_local_destination, local_path_of
+from keel.server.config import is_local_destination, is_s3_destination, local_path_of
 from keel.server.wire import Field, parse
 
 if TYPE_CHECKING:
@@ -169,6 +177,57 @@ def _within(root: Path, path: Path) -> bool:
 # -- storage -----------------------------------------------------------------
 
 
+class Readable(Protocol):
+    """What a download streams from: a file, or an S3 object's body."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A stored file opened for download."""
+
+    fh: Readable
+    size: int
+    mtime: float
+    etag: str  # quoted, as the header carries it
+
+
+class PendingUpload(Protocol):
+    """One upload in progress: ``write`` chunks, then ``commit`` or ``abort``."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ProxyStorage(Protocol):
+    """Where the proxy keeps files. ``rel`` is always a :func:`clean_path` result."""
+
+    def list(self, rel: str) -> list[FileInfo]:
+        """The children of directory ``rel`` by basename; [] for a file or nothing."""
+        ...
+
+    def open_read(self, rel: str) -> Opened:
+        """The file ``rel``, or NotFound."""
+        ...
+
+    def begin_upload(self, rel: str) -> PendingUpload: ...
+
+    def delete(self, rel: str) -> None:
+        """Remove the file or directory ``rel``; nothing there is fine."""
+        ...
+
+
+def _local_etag(size: int, mtime: float) -> str:
+    digest = hashlib.md5(f"{mtime}-{size}".encode(), usedforsecurity=False)
+    return f'"{digest.hexdigest()}"'
+
+
 class Upload:
     """One file being written: a temporary file beside its final name until ``commit``."""
 
@@ -226,7 +285,7 @@ class LocalProxyStorage:
         if not is_local_destination(destination):
             raise InvalidParameter(
                 f"Artifacts destination {destination!r}: only a local directory (or file:// "
-                "URI) is supported by this version of Keel."
+                "URI) or s3://bucket/prefix is supported by this version of Keel."
             )
         self.root = local_path_of(destination).resolve()
 
@@ -267,14 +326,14 @@ class LocalProxyStorage:
                 continue  # vanished meanwhile, or a broken link
         return out
 
-    def open_read(self, rel: str) -> tuple[IO[bytes], os.stat_result]:
+    def open_read(self, rel: str) -> Opened:
         target = self._resolve(rel)
         try:
             fh = target.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"No such artifact: '{rel}'") from None
         st = os.fstat(fh.fileno())
-        return fh, st
+        return Opened(fh, st.st_size, st.st_mtime, _local_etag(st.st_size, st.st_mtime))
 
     def begin_upload(self, rel: str) -> Upload:
         parent, name = self._parent_and_name(rel)
@@ -311,6 +370,76 @@ class LocalProxyStorage:
             shutil.rmtree(target)
 
 
+class S3Upload:
+    """One upload to S3: spooled to a local temporary file, sent whole at ``commit``.
+
+    The route bounds the size before anything is spooled, so the spool never
+    exceeds the upload limit; ``upload_stream`` then sends it in parts.
+    """
+
+    def __init__(self, repo: S3ArtifactRepository, rel: str) -> None:
+        self.repo = repo
+        self.rel = rel
+        self._fh: IO[bytes] = tempfile.TemporaryFile(prefix=TEMP_PREFIX)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
+    def commit(self) -> None:
+        try:
+            self._fh.flush()
+            self._fh.seek(0)
+            self.repo.upload_stream(self._fh, self.rel)
+        finally:
+            self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+class S3ProxyStorage:
+    """The proxy's files under ``s3://bucket/prefix``: object keys ``prefix/<rel>``.
+
+    S3 has no symlinks, so :func:`clean_path` is the whole path check; the
+    repository's own ``safe_relpath`` checks every key again.
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.repo = S3ArtifactRepository(destination.rstrip("/"))
+        _ = self.repo._client  # made once here: creating boto3 clients is not thread-safe
+
+    def list(self, rel: str) -> list[FileInfo]:
+        return [
+            FileInfo(f.path.rpartition("/")[2], f.is_dir, f.file_size)
+            for f in self.repo.list_artifacts(rel)
+        ]
+
+    def open_read(self, rel: str) -> Opened:
+        try:
+            obj = self.repo.open_stream(rel)
+        except NotFound:
+            raise NotFound(f"No such artifact: '{rel}'") from None
+        return Opened(obj.body, obj.size, obj.mtime, obj.etag or _local_etag(obj.size, obj.mtime))
+
+    def begin_upload(self, rel: str) -> S3Upload:
+        if self.repo.has_children(rel):
+            raise InvalidParameter(f"Cannot upload to '{rel}': it is a directory.")
+        return S3Upload(self.repo, rel)
+
+    def delete(self, rel: str) -> None:
+        self.repo.delete(rel)
+
+
+def open_storage(destination: str) -> ProxyStorage:
+    """The backend for ``--artifacts-destination``: a local directory or ``s3://``."""
+    if is_s3_destination(destination):
+        return S3ProxyStorage(destination)
+    return LocalProxyStorage(destination)
+
+
 # -- HTTP --------------------------------------------------------------------
 
 
@@ -334,7 +463,7 @@ def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-async def _chunks(fh: IO[bytes]) -> AsyncIterator[bytes]:
+async def _chunks(fh: Readable) -> AsyncIterator[bytes]:
     try:
         while chunk := await run_in_threadpool(fh.read, CHUNK_BYTES):
             yield chunk
@@ -360,7 +489,7 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
     if ctx.artifacts_destination is None:
         _install_disabled(app)
         return
-    storage = LocalProxyStorage(ctx.artifacts_destination)
+    storage = open_storage(ctx.artifacts_destination)
     limit = ctx.max_artifact_bytes
 
     async def upload(request: Request, path: str) -> Response:
@@ -395,18 +524,17 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
 
     async def download(path: str) -> Response:
         rel = clean_path(path, file=True)
-        fh, st = await run_in_threadpool(storage.open_read, rel)
+        opened = await run_in_threadpool(storage.open_read, rel)
         name = rel.rpartition("/")[2]
-        etag = hashlib.md5(f"{st.st_mtime}-{st.st_size}".encode(), usedforsecurity=False)
         headers = {
             "content-type": _guess_type(name),
             "content-disposition": _disposition(name),
-            "content-length": str(st.st_size),
-            "last-modified": email.utils.formatdate(st.st_mtime, usegmt=True),
-            "etag": f'"{etag.hexdigest()}"',
+            "content-length": str(opened.size),
+            "last-modified": email.utils.formatdate(opened.mtime, usegmt=True),
+            "etag": opened.etag,
             "x-content-type-options": "nosniff",
         }
-        return StreamingResponse(_chunks(fh), headers=headers)
+        return StreamingResponse(_chunks(opened.fh), headers=headers)
 
     async def list_artifacts(request: Request) -> Response:
         rel = clean_path(request.query_params.get("path"))
