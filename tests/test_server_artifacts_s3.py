@@ -312,3 +312,36 @@ def test_keel_server_accepts_an_s3_destination(monkeypatch: pytest.MonkeyPatch) 
     assert "s3://bucket/x" in result.output
     bad = CliRunner().invoke(app, ["server", "--artifacts-destination", "s3:///no-bucket"])
     assert bad.exit_code == 2 and "s3://bucket/prefix" in bad.output
+
+
+def test_registry_gates_read_packages_behind_an_s3_destination(
+    server_url: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    import keel
+
+    db_uri = f"sqlite:///{tmp_path / 'server.db'}"
+    signed = tmp_path / "signed"
+    signed.mkdir()
+    (signed / "MLmodel").write_text(
+        'flavors: {}\nsignature:\n  inputs: \'[{"type": "double", "name": "x"}]\'\n'
+    )
+    unsigned = tmp_path / "unsigned"
+    unsigned.mkdir()
+    (unsigned / "MLmodel").write_text("flavors: {}\n")
+    runs = []
+    for src in (unsigned, signed):
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(src / "MLmodel"), "model")
+        runs.append(run.info.run_id)
+    c = MlflowClient(tracking_uri=server_url)
+    c.create_registered_model("clf")
+    for run_id in runs:
+        c.create_model_version("clf", f"runs:/{run_id}/model", run_id=run_id)
+    keel.Client(db_uri).set_promotion_gates("clf", "champion", ["signature"])
+    with pytest.raises(MlflowException, match="no signature"):
+        c.set_registered_model_alias("clf", "champion", "1")
+    c.set_registered_model_alias("clf", "champion", "2")
+    assert c.get_registered_model("clf").aliases == {"champion": "2"}

@@ -23,6 +23,7 @@ override of failing gates, as in ``keel.Client.promote(..., force_reason=...)``
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
@@ -33,7 +34,7 @@ from keel.errors import InvalidParameter, KeelError, NotFound
 from keel.registry.gates import GATES_TAG_PREFIX, load_gates, parse_gate
 from keel.registry.service import Registry, names_registered_version
 from keel.server.app import Endpoint
-from keel.server.config import is_local_destination, local_path_of
+from keel.server.config import is_local_destination, is_s3_destination, local_path_of
 from keel.server.wire import Field, model_version_json, parse, registered_model_json
 from keel.store.registry import (
     DEFAULT_RESULTS_MODEL_VERSIONS,
@@ -82,11 +83,24 @@ class ServerRegistry(Registry):
             if destination and is_local_destination(destination)
             else None
         )
+        self.proxy_s3 = (
+            destination.rstrip("/") if destination and is_s3_destination(destination) else None
+        )
 
     def package_path(self, version: ModelVersion) -> Path:
         uri = self.download_uri(version)
         parsed = urlparse(uri)
-        if parsed.scheme != _PROXY_SCHEME or parsed.netloc or self.proxy_root is None:
+        if parsed.scheme != _PROXY_SCHEME or parsed.netloc:
+            return super().package_path(version)
+        if self.proxy_s3 is not None:
+            # Behind an S3 destination the package is fetched the way a client
+            # would get it, into a fresh directory for this check.
+            from keel.artifacts.s3 import S3ArtifactRepository
+
+            rel = safe_relpath(parsed.path.lstrip("/"))
+            repo = S3ArtifactRepository(f"{self.proxy_s3}/{rel}" if rel else self.proxy_s3)
+            return repo.download_artifacts("", Path(tempfile.mkdtemp(prefix="keel-gate-")))
+        if self.proxy_root is None:
             return super().package_path(version)
         target = (self.proxy_root / safe_relpath(parsed.path.lstrip("/"))).resolve()
         if target != self.proxy_root and self.proxy_root not in target.parents:
