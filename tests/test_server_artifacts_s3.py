@@ -332,6 +332,7 @@ def test_registry_gates_read_packages_behind_an_s3_destination(
     unsigned.mkdir()
     (unsigned / "MLmodel").write_text("flavors: {}\n")
     runs = []
+    mlflow.set_experiment("gated-s3")  # not an experiment id left over from another server
     for src in (unsigned, signed):
         with mlflow.start_run() as run:
             mlflow.log_artifact(str(src / "MLmodel"), "model")
