@@ -64,7 +64,7 @@ from typing import IO
 
 from keel.errors import InvalidParameter
 from keel.models.package import KEEL_FILE, ModelRefused, read_meta
-from keel.models.verified import CACHE_DIR_ENV_VAR
+from keel.models.verified import CACHE_DIR_ENV_VAR, cache_root
 
 ARCHIVE_SUFFIX = ".keel"
 MAX_BYTES_ENV_VAR = "KEEL_MAX_ARCHIVE_BYTES"
@@ -96,9 +96,7 @@ def default_dir() -> Path:
     >>> default_dir().name
     'packages'
     """
-    base = os.environ.get(CACHE_DIR_ENV_VAR)
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "keel"
-    return root / "packages"
+    return cache_root() / "packages"
 
 
 def max_archive_bytes() -> int:

@@ -51,15 +51,19 @@ _RECORD_VERSION = 1
 _META = "keel.json"  # package.KEEL_FILE; read before the lookup, so it is compared too
 
 
+def cache_root() -> Path:
+    """``$KEEL_CACHE_DIR``, else ``~/.cache/keel``: where Keel's caches of packages live."""
+    base = os.environ.get(CACHE_DIR_ENV_VAR)
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "keel"
+
+
 def default_dir() -> Path:
     """``$KEEL_CACHE_DIR/verified``, else ``~/.cache/keel/verified``.
 
     >>> default_dir().name
     'verified'
     """
-    base = os.environ.get(CACHE_DIR_ENV_VAR)
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "keel"
-    return root / "verified"
+    return cache_root() / "verified"
 
 
 def enabled() -> bool:

@@ -25,11 +25,11 @@ from keel.entities import (
     ViewType,
 )
 from keel.errors import InvalidParameter, NotFound
+from keel.mlflow_json import metric_json
 from keel.server.app import Endpoint
 from keel.server.wire import (
     Field,
     experiment_json,
-    metric_json,
     parse,
     run_json,
 )

@@ -5,12 +5,11 @@ GET fields in the query string (lists as repeated keys), other verbs a JSON
 body; int64 values as numbers or decimal strings; doubles also as ``"NaN"``,
 ``"Infinity"``, ``"-Infinity"``; enums by name or number. One declarative
 :class:`Field` list per endpoint drives both parsing and the OpenAPI schema.
+Entities shared with the REST store's requests are in :mod:`keel.mlflow_json`.
 
 >>> parse([Field("step", "int64"), Field("value", "double", required=True)],
 ...       {"value": "NaN", "step": "3"})
 {'step': 3, 'value': nan}
->>> metric_json(Metric("loss", float("inf"), 1, 2))
-{'key': 'loss', 'value': 'Infinity', 'timestamp': 1, 'step': 2}
 """
 
 from __future__ import annotations
@@ -21,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.entities import (
-    DatasetInput,
     Experiment,
-    Metric,
     ModelVersion,
     RegisteredModel,
     Run,
 )
 from keel.errors import InvalidParameter
+from keel.mlflow_json import dataset_input_json, double_to_json
 
 KINDS = ("string", "int64", "double", "bool", "enum", "object", "string[]", "object[]")
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -140,15 +138,6 @@ _KIND_NAMES = {
 # Entities to JSON
 
 
-def double_json(value: float) -> float | str:
-    """A double as MLflow's JSON carries it: non-finite values as strings."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
 def experiment_json(e: Experiment) -> dict[str, Any]:
     out: dict[str, Any] = {
         "experiment_id": e.experiment_id,
@@ -162,10 +151,6 @@ def experiment_json(e: Experiment) -> dict[str, Any]:
     if e.last_update_time is not None:
         out["last_update_time"] = e.last_update_time
     return out
-
-
-def metric_json(m: Metric) -> dict[str, Any]:
-    return {"key": m.key, "value": double_json(m.value), "timestamp": m.timestamp, "step": m.step}
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -189,7 +174,7 @@ def run_json(run: Run) -> dict[str, Any]:
             # The run entity keeps the latest value per key; its step and time
             # are not part of it, so they are reported as 0 like a fresh metric.
             "metrics": [
-                {"key": k, "value": double_json(v), "timestamp": 0, "step": 0}
+                {"key": k, "value": double_to_json(v), "timestamp": 0, "step": 0}
                 for k, v in run.data.metrics.items()
             ],
             "params": [{"key": k, "value": v} for k, v in run.data.params.items()],
@@ -197,21 +182,6 @@ def run_json(run: Run) -> dict[str, Any]:
         },
         "inputs": {"dataset_inputs": [dataset_input_json(d) for d in run.inputs]},
     }
-
-
-def dataset_input_json(d: DatasetInput) -> dict[str, Any]:
-    ds = d.dataset
-    dataset: dict[str, Any] = {
-        "name": ds.name,
-        "digest": ds.digest,
-        "source_type": ds.source_type,
-        "source": ds.source,
-    }
-    if ds.schema is not None:
-        dataset["schema"] = ds.schema
-    if ds.profile is not None:
-        dataset["profile"] = ds.profile
-    return {"tags": [{"key": t.key, "value": t.value} for t in d.tags], "dataset": dataset}
 
 
 def model_version_json(v: ModelVersion) -> dict[str, Any]:

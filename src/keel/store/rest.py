@@ -84,6 +84,7 @@ from keel.errors import (
     NotFound,
     StoreUnavailable,
 )
+from keel.mlflow_json import dataset_input_json, metric_json
 from keel.search.filter import parse_filter
 from keel.search.order import parse_order_by
 from keel.store import base, validation
@@ -141,20 +142,6 @@ def _env_flag(suffix: str) -> bool:
 
 
 # -- the wire format -------------------------------------------------------------
-
-
-def double_to_json(value: float) -> float | str:
-    """A double as MLflow's JSON carries it: non-finite values as strings.
-
-    >>> double_to_json(float("nan")), double_to_json(float("-inf")), double_to_json(0.5)
-    ('NaN', '-Infinity', 0.5)
-    """
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
 
 
 def double_from_json(raw: Any) -> float:
@@ -247,30 +234,6 @@ def run_from_json(d: Mapping[str, Any]) -> Run:
         data=RunData(metrics=metrics, params=_key_values(data.get("params")), tags=tags),
         inputs=tuple(_dataset_input_from_json(i) for i in inputs),
     )
-
-
-def _metric_json(m: Metric) -> dict[str, Any]:
-    return {
-        "key": m.key,
-        "value": double_to_json(m.value),
-        "timestamp": m.timestamp,
-        "step": m.step,
-    }
-
-
-def _dataset_input_json(d: DatasetInput) -> dict[str, Any]:
-    ds = d.dataset
-    dataset: dict[str, Any] = {
-        "name": ds.name,
-        "digest": ds.digest,
-        "source_type": ds.source_type,
-        "source": ds.source,
-    }
-    if ds.schema is not None:
-        dataset["schema"] = ds.schema
-    if ds.profile is not None:
-        dataset["profile"] = ds.profile
-    return {"tags": _key_value_list(d.tags), "dataset": dataset}
 
 
 def _page_fields(
@@ -721,7 +684,7 @@ class RestTrackingStore(TrackingStore):
             return
         fields: dict[str, Any] = {"run_id": run_id}
         if metrics:
-            fields["metrics"] = [_metric_json(m) for m in metrics]
+            fields["metrics"] = [metric_json(m) for m in metrics]
         if params:
             fields["params"] = _key_value_list(params)
         if tags:
@@ -737,7 +700,7 @@ class RestTrackingStore(TrackingStore):
         self._call(
             "POST",
             "/runs/log-inputs",
-            {"run_id": run_id, "datasets": [_dataset_input_json(d) for d in datasets]},
+            {"run_id": run_id, "datasets": [dataset_input_json(d) for d in datasets]},
         )
 
     def get_metric_history(
