@@ -57,12 +57,21 @@ class ViewType(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One measurement of a metric: value at a step and a time (ms since epoch)."""
+    """One measurement of a metric: value at a step and a time (ms since epoch).
+
+    ``model_id`` links the point to a logged model (MLflow 3), and
+    ``dataset_name``/``dataset_digest`` to the dataset it was measured on; a
+    logged model's metrics also carry the ``run_id`` they were logged in.
+    """
 
     key: str
     value: float
     timestamp: int
     step: int = 0
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +184,8 @@ class Run:
     info: RunInfo
     data: RunData = field(default_factory=RunData)
     inputs: tuple[DatasetInput, ...] = ()
+    # Logged models the run produced or used (MLflow 3's run inputs/outputs).
+    models: tuple[LoggedModelOutput, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -301,3 +312,49 @@ class RegisteredModel:
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
     latest_versions: tuple[ModelVersion, ...] = ()
+
+
+class LoggedModelStatus(str, enum.Enum):
+    """Upload state of a logged model; values are MLflow's wire names."""
+
+    PENDING = "LOGGED_MODEL_PENDING"
+    READY = "LOGGED_MODEL_READY"
+    UPLOAD_FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedModel:
+    """A model logged in an experiment (MLflow 3's LoggedModel): its files live at
+    ``artifact_location``, and it keeps its own params, tags and linked metrics.
+
+    >>> m = LoggedModel("m-1", "0", "model", 0, 0, "mlflow-artifacts:/0/models/m-1/artifacts")
+    >>> m.uri, m.status.name
+    ('models:/m-1', 'PENDING')
+    """
+
+    model_id: str
+    experiment_id: str
+    name: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    artifact_location: str
+    status: LoggedModelStatus = LoggedModelStatus.PENDING
+    model_type: str = ""
+    source_run_id: str | None = None
+    deleted: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedModelOutput:
+    """A run's link to a model it produced (``step``) or used (``direction="input"``)."""
+
+    model_id: str
+    step: int = 0
+    direction: str = "output"

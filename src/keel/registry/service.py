@@ -70,6 +70,7 @@ class Registry:
         version's source), or a package directory.
         """
         source, run_id = self._source_of(os.fspath(model_uri))
+        model_id = logged_model_id(source)
         with contextlib.suppress(AlreadyExists):  # a new version of an existing model
             self.registry.create_registered_model(name)
         return self.registry.create_model_version(
@@ -79,9 +80,13 @@ class Registry:
             tags=dict(tags or {}),
             description=description,
             user_id=user_id,
+            model_id=model_id,
         )
 
     def _source_of(self, uri: str) -> tuple[str, str | None]:
+        model_id = logged_model_id(uri)
+        if model_id is not None:  # MLflow 3's models:/<model_id>: registered as is
+            return uri, self.tracking.get_logged_model(model_id).source_run_id
         if uri.startswith("runs:/"):
             run_id, _, path = uri[len("runs:/") :].strip("/").partition("/")
             if not run_id or not path:
@@ -138,6 +143,12 @@ class Registry:
                 except (NotFound, InvalidParameter):
                     return source
                 return f"{root}/{relative}" if relative else root
+            model_id = logged_model_id(source)
+            if model_id is not None:
+                try:
+                    return self.tracking.get_logged_model(model_id).artifact_location
+                except (NotFound, InvalidParameter):
+                    return source
             if not names_registered_version(source):
                 return source
             try:
@@ -279,6 +290,17 @@ def names_registered_version(source: str) -> bool:
         return False
     body = source[len("models:/") :].strip("/")
     return "/" in body or "@" in body
+
+
+def logged_model_id(source: str) -> str | None:
+    """The id in MLflow 3's ``models:/<model_id>``, or None for any other URI.
+
+    >>> logged_model_id("models:/m-0f3a"), logged_model_id("models:/churn/2")
+    ('m-0f3a', None)
+    """
+    if not is_models_uri(source) or names_registered_version(source):
+        return None
+    return source[len("models:/") :].strip("/") or None
 
 
 def _require_model_dir(path: Path, uri: str) -> None:

@@ -250,11 +250,45 @@ MODEL_VERSIONS = KindSpec(
     },
 )
 
+# MLflow 3's logged models (research/mlflow-wire.md §5): params and tags take
+# ``= != LIKE ILIKE`` with the registry's meaning of ``!=`` (a model without the
+# key is "not equal"); ``status`` compares the stored wire name
+# (``'LOGGED_MODEL_READY'``).
+LOGGED_MODELS = KindSpec(
+    name="logged_models",
+    entity_aliases={
+        **_REGISTRY_ENTITY_ALIASES,
+        "metric": "metric",
+        "metrics": "metric",
+        "param": "param",
+        "params": "param",
+    },
+    keyed={"metric": _NUMBER, "param": _REGISTRY_TAG, "tag": _REGISTRY_TAG},
+    fixed={
+        "attribute": {
+            "name": _STRING_LIST,
+            "model_id": _STRING_LIST,
+            "model_type": _STRING_LIST,
+            "status": _STRING_LIST,
+            "source_run_id": _STRING_LIST,
+            "creation_time": _NUMBER,
+            "last_updated_time": _NUMBER,
+        }
+    },
+    key_aliases={
+        "attribute": {
+            "creation_timestamp": "creation_time",
+            "last_updated_timestamp": "last_updated_time",
+        }
+    },
+)
+
 KINDS: Mapping[str, KindSpec] = {
     "runs": RUNS,
     "experiments": EXPERIMENTS,
     "registered_models": REGISTERED_MODELS,
     "model_versions": MODEL_VERSIONS,
+    "logged_models": LOGGED_MODELS,
 }
 
 # Plural entity names used when formatting, so the text reads like MLflow's docs.

@@ -58,6 +58,13 @@ SORTABLE: Mapping[str, Mapping[str, frozenset[str] | None]] = {
             {"name", "version_number", "creation_timestamp", "last_updated_timestamp"}
         ),
     },
+    "logged_models": {
+        "metric": None,
+        "attribute": frozenset(
+            {"name", "model_id", "model_type", "status", "source_run_id"}
+            | {"creation_time", "last_updated_time"}
+        ),
+    },
 }
 
 # Attributes the registry sorts by but does not filter on (as in MLflow), by the

@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,12 @@ def create_app(
     (``mlflow-artifacts:/``) so new experiments, and the default one in a new
     database, get ``mlflow-artifacts:/<id>`` and clients upload through the server.
     """
-    from keel.server import routes_artifacts, routes_registry, routes_tracking
+    from keel.server import (
+        routes_artifacts,
+        routes_logged_models,
+        routes_registry,
+        routes_tracking,
+    )
 
     if registry is None:
         registry = _registry_beside(tracking)
@@ -103,6 +109,8 @@ def create_app(
     )
     app.state.keel = ctx
     for endpoint in routes_tracking.ENDPOINTS:
+        _mount(app, ctx, endpoint)
+    for endpoint in routes_logged_models.ENDPOINTS:
         _mount(app, ctx, endpoint)
     for endpoint in routes_registry.ENDPOINTS:
         _mount(app, ctx, endpoint)
@@ -171,6 +179,16 @@ def _mount(app: FastAPI, ctx: ServerContext, endpoint: Endpoint) -> None:
 
 
 async def _request_data(request: Request, endpoint: Endpoint, ctx: ServerContext) -> Any:
+    data = await _query_or_body(request, endpoint, ctx)
+    # Segments the endpoint declares (/logged-models/{model_id}) win over the same
+    # field in the body; a route's other path parameters are not request fields.
+    declared = _PATH_PARAM.findall(endpoint.path)
+    if not declared:
+        return data
+    return {**data, **{name: request.path_params[name] for name in declared}}
+
+
+async def _query_or_body(request: Request, endpoint: Endpoint, ctx: ServerContext) -> Any:
     if endpoint.method == "GET":
         query = request.query_params
         lists = {f.name for f in endpoint.fields if f.kind.endswith("[]")}
@@ -244,25 +262,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+_PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
+
+
 def _openapi(endpoint: Endpoint) -> dict[str, Any]:
+    in_path = set(_PATH_PARAM.findall(endpoint.path))
+    parameters = [
+        {"name": f.name, "in": "path", "required": True, "schema": f.json_schema()}
+        for f in endpoint.fields
+        if f.name in in_path
+    ]
+    rest = [f for f in endpoint.fields if f.name not in in_path]
+    if endpoint.method == "GET" or not rest:
+        parameters += [
+            {"name": f.name, "in": "query", "required": f.required, "schema": f.json_schema()}
+            for f in rest
+        ]
+        return {"parameters": parameters} if parameters else {}
     schema = {
         "type": "object",
-        "properties": {f.name: f.json_schema() for f in endpoint.fields},
-        "required": [f.name for f in endpoint.fields if f.required],
+        "properties": {f.name: f.json_schema() for f in rest},
+        "required": [f.name for f in rest if f.required],
     }
-    if endpoint.method == "GET":
-        return {
-            "parameters": [
-                {
-                    "name": f.name,
-                    "in": "query",
-                    "required": f.required,
-                    "schema": f.json_schema(),
-                }
-                for f in endpoint.fields
-            ]
-        }
-    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+    body = {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+    return {"parameters": parameters, **body} if parameters else body
 
 
 def endpoint_table(endpoints: Sequence[Endpoint]) -> list[str]:

@@ -26,7 +26,9 @@ error shapes are the same for each:
 
 Every path is checked before any I/O, as MLflow's ``validate_path_is_safe`` does
 (``..`` components, absolute paths, drive letters, backslashes, ``#``, control
-characters, at every level of percent-decoding), and every resolved path,
+characters, at every level of percent-decoding; beyond MLflow, also after NFKC
+normalisation, and refusing U+FFFD from undecodable escapes such as overlong
+``%c0%ae`` and servlet-style ``..;`` components), and every resolved path,
 symlinks followed, must stay under the destination: otherwise 400
 ``INVALID_PARAMETER_VALUE "Invalid path"``. An unreachable S3 is a 503
 ``TEMPORARILY_UNAVAILABLE``.
@@ -54,6 +56,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,15 +156,22 @@ def clean_path(raw: str | None, *, file: bool = False) -> str:
         levels.append(decoded)
     else:
         raise InvalidPath()
+    # NFKC, and Windows' best-fit code pages, turn fullwidth and other look-alike
+    # dots and slashes into ".." and "/" for whoever normalises the name later.
+    levels += [unicodedata.normalize("NFKC", level) for level in levels]
     for level in levels:
         if (
             "\\" in level
             or "#" in level
+            # Percent-escapes that are not UTF-8 (overlong "%c0%ae" for ".")
+            # decode to U+FFFD: a name no honest client sends.
+            or "\ufffd" in level
             or any(ord(ch) < 32 or ord(ch) == 127 for ch in level)
             or level.startswith("/")
             or _DRIVE.match(level)
             or level.lower().startswith("file:")
-            or ".." in level.split("/")
+            # "..;x" is ".." to servlet containers, which drop ";" path parameters.
+            or any(part.split(";", 1)[0] == ".." for part in level.split("/"))
         ):
             raise InvalidPath()
     parts = [part for part in text.split("/") if part not in ("", ".")]

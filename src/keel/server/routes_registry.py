@@ -23,6 +23,7 @@ override of failing gates, as in ``keel.Client.promote(..., force_reason=...)``
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -254,6 +255,11 @@ def create_model_version(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any
         if origin is not None:
             run_id = run_id or origin.run_id
             model_id = model_id or origin.model_id
+    if run_id is None and model_id is not None:
+        # MLflow 3's log_model(registered_model_name=...) sends only the model: its
+        # source run is the version's run, so lineage and run gates work.
+        with contextlib.suppress(KeelError):
+            run_id = ctx.tracking.get_logged_model(model_id).source_run_id
     version = _store(ctx).create_model_version(
         a["name"],
         source,

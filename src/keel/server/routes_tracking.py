@@ -27,6 +27,7 @@ from keel.entities import (
 from keel.errors import InvalidParameter, NotFound
 from keel.mlflow_json import metric_json
 from keel.server.app import Endpoint
+from keel.server.routes_logged_models import model_links
 from keel.server.wire import (
     Field,
     experiment_json,
@@ -174,9 +175,20 @@ def restore_run(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _metric(m: dict[str, Any]) -> Metric:
+    return Metric(
+        m["key"],
+        m["value"],
+        m["timestamp"],
+        m.get("step", 0),
+        model_id=m.get("model_id") or None,
+        dataset_name=m.get("dataset_name") or None,
+        dataset_digest=m.get("dataset_digest") or None,
+    )
+
+
 def log_metric(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
-    metric = Metric(a["key"], a["value"], a["timestamp"], a.get("step", 0))
-    ctx.tracking.log_batch(a["run_id"], metrics=[metric])
+    ctx.tracking.log_batch(a["run_id"], metrics=[_metric(a)])
     return {}
 
 
@@ -200,6 +212,10 @@ _METRIC_FIELDS = (
     Field("value", "double", required=True),
     Field("timestamp", "int64", required=True),
     Field("step", "int64"),
+    # MLflow 3: the logged model and dataset a point was measured for.
+    Field("model_id"),
+    Field("dataset_name"),
+    Field("dataset_digest"),
 )
 _KEY_VALUE = (Field("key", required=True), Field("value", required=True))
 
@@ -207,8 +223,9 @@ _KEY_VALUE = (Field("key", required=True), Field("value", required=True))
 def log_batch(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     metrics = []
     for raw in a.get("metrics", []):
-        m = parse(_METRIC_FIELDS, raw)
-        metrics.append(Metric(m["key"], m["value"], m["timestamp"], m.get("step", 0)))
+        if not isinstance(raw, dict):
+            raise InvalidParameter(f"Invalid metric {raw!r}: expected a JSON object.")
+        metrics.append(_metric(parse(_METRIC_FIELDS, raw)))
     params = [Param(**_key_value(p, "param")) for p in a.get("params", [])]
     tags = [RunTag(**_key_value(t, "tag")) for t in a.get("tags", [])]
     ctx.tracking.log_batch(a["run_id"], metrics, params, tags)
@@ -217,7 +234,10 @@ def log_batch(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
 
 def log_inputs(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     datasets = [_dataset_input(d) for d in a.get("datasets", [])]
+    models = model_links(a.get("models", []), "input")
     ctx.tracking.log_inputs(a["run_id"], datasets)
+    if models:
+        ctx.tracking.log_model_links(a["run_id"], models)
     return {}
 
 
@@ -383,9 +403,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
         "/runs/log-inputs",
-        (_RUN_ID, Field("datasets", "object[]")),
+        (_RUN_ID, Field("datasets", "object[]"), Field("models", "object[]")),
         log_inputs,
-        "Link datasets to a run",
+        "Link datasets (and models it used) to a run",
     ),
     Endpoint(
         "POST",

@@ -26,7 +26,7 @@ from keel.entities import (
     Run,
 )
 from keel.errors import InvalidParameter
-from keel.mlflow_json import dataset_input_json, double_to_json
+from keel.mlflow_json import dataset_input_json, double_to_json, model_links_json
 
 KINDS = ("string", "int64", "double", "bool", "enum", "object", "string[]", "object[]")
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -168,6 +168,10 @@ def run_json(run: Run) -> dict[str, Any]:
     }
     if info.end_time is not None:
         info_json["end_time"] = info.end_time
+    inputs: dict[str, Any] = {"dataset_inputs": [dataset_input_json(d) for d in run.inputs]}
+    model_inputs, model_outputs = model_links_json(run.models)
+    if model_inputs:
+        inputs["model_inputs"] = model_inputs
     return {
         "info": info_json,
         "data": {
@@ -180,7 +184,8 @@ def run_json(run: Run) -> dict[str, Any]:
             "params": [{"key": k, "value": v} for k, v in run.data.params.items()],
             "tags": [{"key": k, "value": v} for k, v in run.data.tags.items()],
         },
-        "inputs": {"dataset_inputs": [dataset_input_json(d) for d in run.inputs]},
+        "inputs": inputs,
+        **({"outputs": {"model_outputs": model_outputs}} if model_outputs else {}),
     }
 
 

@@ -33,6 +33,7 @@ from keel.entities import (
     RunTag,
     ViewType,
 )
+from keel.store.logged_models import LoggedModelStore
 from keel.store.paging import collect_pages
 
 # Documented limits (MLflow's values, so that scripts behave the same on both).
@@ -57,8 +58,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class TrackingStore(abc.ABC):
-    """Experiments, runs, metrics, params, tags and dataset inputs.
+class TrackingStore(LoggedModelStore):
+    """Experiments, runs, metrics, params, tags, dataset inputs and logged models
+    (the abstract methods of :class:`~keel.store.logged_models.LoggedModelStore`).
 
     >>> from keel.store import open_store
     >>> store = open_store("sqlite:///:memory:")
@@ -214,10 +216,10 @@ class TrackingStore(abc.ABC):
         Page tokens are opaque; pass back what the previous page returned.
         """
 
-    def after_fork(self) -> None:  # noqa: B027 - optional hook
+    def after_fork(self) -> None:
         """Called in a forked child before it uses the store: drop inherited connections."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, not every store holds resources
+    def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
 
     # -- conveniences, written once on top of the primitives -------------------

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import ssl
@@ -84,11 +83,18 @@ from keel.errors import (
     NotFound,
     StoreUnavailable,
 )
-from keel.mlflow_json import dataset_input_json, metric_json
+from keel.mlflow_json import (
+    dataset_input_json,
+    double_from_json,
+    metric_from_json,
+    metric_json,
+    model_links_from_json,
+)
 from keel.search.filter import parse_filter
 from keel.search.order import parse_order_by
 from keel.store import base, validation
 from keel.store.base import TrackingStore
+from keel.store.rest_logged_models import RestLoggedModels
 from keel.uris import redact
 
 API_PREFIX = "/api/2.0/mlflow"
@@ -116,7 +122,6 @@ _BUSY = (
     "DEADLINE_EXCEEDED",
 )
 _STATUS_NUMBERS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
-_SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def _env(*names: str) -> str | None:
@@ -142,17 +147,6 @@ def _env_flag(suffix: str) -> bool:
 
 
 # -- the wire format -------------------------------------------------------------
-
-
-def double_from_json(raw: Any) -> float:
-    """A double from MLflow's JSON: a number, ``"NaN"``, ``"Infinity"`` or a numeric string.
-
-    >>> double_from_json("Infinity"), double_from_json("1.5"), double_from_json(2)
-    (inf, 1.5, 2.0)
-    """
-    if isinstance(raw, str) and raw in _SPECIAL_DOUBLES:
-        return _SPECIAL_DOUBLES[raw]
-    return float(raw)
 
 
 def _int(raw: Any, default: int = 0) -> int:
@@ -233,6 +227,7 @@ def run_from_json(d: Mapping[str, Any]) -> Run:
         info=run_info_from_json(d.get("info") or {}, tags),
         data=RunData(metrics=metrics, params=_key_values(data.get("params")), tags=tags),
         inputs=tuple(_dataset_input_from_json(i) for i in inputs),
+        models=model_links_from_json(d),
     )
 
 
@@ -278,7 +273,7 @@ def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return bare, (parts.username or "", parts.password or "")
 
 
-class RestTrackingStore(TrackingStore):
+class RestTrackingStore(RestLoggedModels, TrackingStore):
     """The tracking store behind an ``http(s)://`` Keel or MLflow tracking server.
 
     ``url`` is the server's base URL (a path prefix such as ``/mlflow`` behind a
@@ -721,15 +716,7 @@ class RestTrackingStore(TrackingStore):
         if page_token:
             fields["page_token"] = page_token
         answer = self._call("GET", "/metrics/get-history", fields, read=True)
-        points = [
-            Metric(
-                str(m.get("key", key)),
-                double_from_json(m.get("value", 0.0)),
-                _int(m.get("timestamp")),
-                _int(m.get("step")),
-            )
-            for m in answer.get("metrics", ())
-        ]
+        points = [metric_from_json(m, key) for m in answer.get("metrics", ())]
         return PagedList(points, answer.get("next_page_token") or None)
 
     def search_runs(

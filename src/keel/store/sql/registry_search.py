@@ -50,6 +50,7 @@ __all__ = [
     "model_version_order_by",
     "registered_model_filter_condition",
     "registered_model_order_by",
+    "tag_condition",
 ]
 
 _RM = schema.registered_models
@@ -99,7 +100,7 @@ def model_version_filter_condition(expr: Expr | None) -> Condition:
 
 def _model_comparison(c: Comparison) -> Condition:
     if c.entity == "tag":
-        return _tag_condition(schema.registered_model_tags, [("name", _RM.c.name)], c)
+        return tag_condition(schema.registered_model_tags, [("name", _RM.c.name)], c)
     if c.entity == "attribute" and c.key == "name":
         return string_condition(_RM.c.name, c)
     raise ValueError(f"Cannot compile {c!r} for a registered models search")
@@ -108,7 +109,7 @@ def _model_comparison(c: Comparison) -> Condition:
 def _version_comparison(c: Comparison) -> Condition:
     if c.entity == "tag":
         owner = [("name", _MV.c.name), ("version", _MV.c.version)]
-        return _tag_condition(schema.model_version_tags, owner, c)
+        return tag_condition(schema.model_version_tags, owner, c)
     if c.entity == "attribute" and c.key == "version_number":
         assert isinstance(c.value, (int, float)), c
         return integer_condition(_MV.c.version, c.op, c.value, bits=32)  # an INTEGER column
@@ -120,7 +121,7 @@ def _version_comparison(c: Comparison) -> Condition:
     raise ValueError(f"Cannot compile {c!r} for a model versions search")
 
 
-def _tag_condition(
+def tag_condition(
     table: sa.Table, owner: Sequence[tuple[str, sa.Column[Any]]], c: Comparison
 ) -> Condition:
     t = table.alias()

@@ -262,3 +262,96 @@ registered_model_aliases = sa.Table(
     sa.ForeignKeyConstraint(*_VERSION_FK, onupdate="CASCADE", ondelete="CASCADE"),
     sqlite_with_rowid=False,
 )
+
+# ---------------------------------------------------------------------------
+# Logged models (MLflow 3)
+#
+# A logged model belongs to an experiment and keeps its own params and tags.
+# ``logged_model_metrics`` holds the points logged with the model's id (the same
+# points are in ``metrics`` under their run); like ``metrics``, its primary key
+# is the whole point, so a retried write cannot duplicate one. ``run_models``
+# links runs to the models they produced (outputs) or used (inputs).
+
+logged_models = sa.Table(
+    "logged_models",
+    metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "experiment_id",
+        sa.Integer,
+        sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("artifact_location", sa.String(2000), nullable=False),
+    sa.Column("creation_time", BigInt, nullable=False),
+    sa.Column("last_updated_time", BigInt, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("model_type", sa.String(500), nullable=False, server_default=""),
+    sa.Column("source_run_id", sa.String(32), nullable=True),
+    sa.Column("lifecycle_stage", sa.String(32), nullable=False, server_default="active"),
+    sa.Index("ix_logged_models_experiment", "experiment_id", "lifecycle_stage", "creation_time"),
+    sa.Index("ix_logged_models_source_run", "source_run_id"),
+)
+
+
+def _model_key_values(name: str) -> sa.Table:
+    """A (model, key) -> value table: params and tags have the same shape."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "model_id",
+            sa.String(64),
+            sa.ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+logged_model_params = _model_key_values("logged_model_params")
+logged_model_tags = _model_key_values("logged_model_tags")
+
+logged_model_metrics = sa.Table(
+    "logged_model_metrics",
+    metadata,
+    sa.Column(
+        "model_id",
+        sa.String(64),
+        sa.ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("step", BigInt, primary_key=True),
+    sa.Column("timestamp", BigInt, primary_key=True),
+    sa.Column("run_uuid", sa.String(32), primary_key=True),
+    sa.Column("dataset_name", sa.String(500), primary_key=True),
+    sa.Column("dataset_digest", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Double, primary_key=True),
+    sa.Column("is_nan", sa.Boolean, primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+run_models = sa.Table(
+    "run_models",
+    metadata,
+    sa.Column(
+        "run_uuid",
+        sa.String(32),
+        sa.ForeignKey("runs.run_uuid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "model_id",
+        sa.String(64),
+        sa.ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("direction", sa.String(8), primary_key=True),
+    sa.Column("step", BigInt, primary_key=True),
+    sa.Index("ix_run_models_model", "model_id"),
+    sqlite_with_rowid=False,
+)

@@ -24,6 +24,7 @@ from keel.entities import (
     ExperimentTag,
     InputTag,
     LifecycleStage,
+    LoggedModelOutput,
     Metric,
     PagedList,
     Param,
@@ -49,6 +50,7 @@ from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
 from keel.store.sql.engine import Database, fetch_tuples, upsert
+from keel.store.sql.logged_models import SqlLoggedModels
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
     OrderSegment,
@@ -90,7 +92,7 @@ def _metric_value(row: Any) -> float:
     return math.nan if row.is_nan else float(row.value)
 
 
-class SqlTrackingStore(TrackingStore):
+class SqlTrackingStore(SqlLoggedModels, TrackingStore):
     """Tracking store over a SQLite file or a PostgreSQL database.
 
     >>> store = SqlTrackingStore("sqlite:///:memory:", artifact_root="/tmp/keel-artifacts")
@@ -430,6 +432,7 @@ class SqlTrackingStore(TrackingStore):
         params: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         inputs: dict[str, list[DatasetInput]] = defaultdict(list)
+        models: dict[str, list[LoggedModelOutput]] = {}
         lm = t.latest_metrics
         nan = math.nan
         # fetchall() and tuple unpacking: this loop runs once per logged value
@@ -451,6 +454,7 @@ class SqlTrackingStore(TrackingStore):
                 ):
                     target[run_id][key] = value
             self._load_inputs(conn, chunk, inputs)
+            models.update(self._load_run_models(conn, chunk))
         return [
             Run(
                 info=i,
@@ -460,6 +464,7 @@ class SqlTrackingStore(TrackingStore):
                     tags=tags.get(i.run_id, {}),
                 ),
                 inputs=tuple(inputs.get(i.run_id, ())),
+                models=tuple(models.get(i.run_id, ())),
             )
             for i in infos
         ]
@@ -650,6 +655,9 @@ class SqlTrackingStore(TrackingStore):
             update=["step", "timestamp", "value", "is_nan"],
             where=newer,
         )
+        linked = [m for m in metrics if m.model_id]
+        if linked:
+            self._write_model_metrics(conn, run_id, linked)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._db.write() as conn:
