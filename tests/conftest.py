@@ -219,3 +219,17 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     keel.set_tracking_uri(str(tmp_path / "keel.db"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_do_not_leak() -> Iterator[None]:
+    """``mlflow.set_registry_uri(url)`` also exports MLFLOW_REGISTRY_URI, and setting it back
+    to None leaves that variable behind: later tests would reach a server that is gone."""
+    names = ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -77,7 +77,7 @@ def test_missing_model_everywhere(registry: RegistryStore) -> None:
         lambda: registry.delete_registered_model("nope"),
         lambda: registry.set_registered_model_tag("nope", "k", "v"),
         lambda: registry.delete_registered_model_tag("nope", "k"),
-        lambda: registry.create_model_version("nope", "s"),
+        lambda: registry.create_model_version("nope", "s3://bucket/s"),
         lambda: registry.get_model_version("nope", 1),
         lambda: registry.get_latest_versions("nope"),
         lambda: registry.set_registered_model_alias("nope", "a", 1),
@@ -115,7 +115,9 @@ def test_rename_carries_versions_tags_and_aliases(registry: RegistryStore) -> No
         registry.get_registered_model("old")
     with pytest.raises(NotFound, match="version 2 \\(it was deleted\\)"):
         registry.get_model_version("new", 2)
-    assert registry.create_model_version("new", "s").version == 3  # the counter moved too
+    assert (
+        registry.create_model_version("new", "s3://bucket/s").version == 3
+    )  # the counter moved too
     found = registry.search_model_versions("name = 'new'")
     assert [v.version for v in found] == [3, 1]
 
@@ -133,7 +135,7 @@ def test_rename_conflicts_and_no_ops(registry: RegistryStore) -> None:
 def test_delete_model_deletes_everything_and_name_starts_over(registry: RegistryStore) -> None:
     registry.create_registered_model("churn", {"t": "1"})
     for _ in range(3):
-        registry.create_model_version("churn", "s", tags={"k": "v"})
+        registry.create_model_version("churn", "s3://bucket/s", tags={"k": "v"})
     registry.set_registered_model_alias("churn", "champion", 2)
     registry.delete_model_version("churn", 3)
     registry.delete_registered_model("churn")
@@ -142,7 +144,7 @@ def test_delete_model_deletes_everything_and_name_starts_over(registry: Registry
     assert registry.search_model_versions("name = 'churn'").items == []
     again = registry.create_registered_model("churn")
     assert again.tags == {} and again.aliases == {}
-    assert registry.create_model_version("churn", "s").version == 1
+    assert registry.create_model_version("churn", "s3://bucket/s").version == 1
     assert registry.get_model_version("churn", 1).tags == {}
 
 
@@ -173,7 +175,7 @@ def test_registered_model_tags(registry: RegistryStore) -> None:
 )
 def test_tag_validation(registry: RegistryStore, key: str, value: Any, fragment: str) -> None:
     registry.create_registered_model("churn")
-    registry.create_model_version("churn", "s")
+    registry.create_model_version("churn", "s3://bucket/s")
     with pytest.raises(InvalidParameter, match=fragment):
         registry.set_registered_model_tag("churn", key, value)
     with pytest.raises(InvalidParameter, match=fragment):
@@ -181,10 +183,10 @@ def test_tag_validation(registry: RegistryStore, key: str, value: Any, fragment:
     with pytest.raises(InvalidParameter, match=fragment):
         registry.create_registered_model("other", tags={key: value})
     with pytest.raises(InvalidParameter, match=fragment):
-        registry.create_model_version("churn", "s", tags={key: value})
+        registry.create_model_version("churn", "s3://bucket/s", tags={key: value})
     assert registry.get_model_version("churn", 1).tags == {}
     assert len(registry.search_model_versions("name = 'churn'")) == 1
-    assert registry.create_model_version("churn", "s").version == 2  # none was used up
+    assert registry.create_model_version("churn", "s3://bucket/s").version == 2  # none was used up
 
 
 # -- model versions ----------------------------------------------------------------
@@ -211,14 +213,14 @@ def test_create_model_version_fields(registry: RegistryStore) -> None:
     assert registry.get_registered_model("churn").last_updated_timestamp >= (
         model.last_updated_timestamp
     )
-    bare = registry.create_model_version("churn", "s", run_id="")
+    bare = registry.create_model_version("churn", "s3://bucket/s", run_id="")
     assert (bare.version, bare.run_id, bare.model_id, bare.description) == (2, None, None, "")
 
 
 @pytest.mark.parametrize("bad", [0, -1, "0", "1.0", "abc", "", True, 2**31, "٣"])
 def test_invalid_version_numbers(registry: RegistryStore, bad: Any) -> None:
     registry.create_registered_model("churn")
-    registry.create_model_version("churn", "s")
+    registry.create_model_version("churn", "s3://bucket/s")
     with pytest.raises(InvalidParameter, match="Invalid model version"):
         registry.get_model_version("churn", bad)
     with pytest.raises(InvalidParameter, match="Invalid model version"):
@@ -230,12 +232,12 @@ def test_missing_version_names_the_versions(registry: RegistryStore) -> None:
     with pytest.raises(NotFound, match=r"^Model 'churn' has no version 1; it has no versions"):
         registry.get_model_version("churn", 1)
     for _ in range(3):
-        registry.create_model_version("churn", "s")
+        registry.create_model_version("churn", "s3://bucket/s")
     with pytest.raises(NotFound) as err:
         registry.get_model_version("churn", 7)
     assert err.value.message == "Model 'churn' has no version 7; its versions are 1, 2, 3."
     for _ in range(4):
-        registry.create_model_version("churn", "s")
+        registry.create_model_version("churn", "s3://bucket/s")
     registry.delete_model_version("churn", 2)
     with pytest.raises(NotFound) as err:
         registry.update_model_version("churn", "2", "x")
@@ -246,7 +248,7 @@ def test_missing_version_names_the_versions(registry: RegistryStore) -> None:
 
 def test_update_model_version(registry: RegistryStore) -> None:
     registry.create_registered_model("churn")
-    created = registry.create_model_version("churn", "s", description="old")
+    created = registry.create_model_version("churn", "s3://bucket/s", description="old")
     updated = registry.update_model_version("churn", 1, "new")
     assert updated.description == registry.get_model_version("churn", 1).description == "new"
     assert updated.last_updated_timestamp >= created.last_updated_timestamp
@@ -255,15 +257,15 @@ def test_update_model_version(registry: RegistryStore) -> None:
 def test_deleted_versions_are_gone_and_never_reused(registry: RegistryStore) -> None:
     registry.create_registered_model("churn")
     for _ in range(3):
-        registry.create_model_version("churn", "s", run_id="abc", tags={"k": "v"})
+        registry.create_model_version("churn", "s3://bucket/s", run_id="abc", tags={"k": "v"})
     registry.set_registered_model_alias("churn", "champion", 3)
     registry.set_registered_model_alias("churn", "other", 1)
     registry.transition_model_version_stage("churn", 3, "Staging")
     registry.delete_model_version("churn", 3)
-    assert registry.create_model_version("churn", "s").version == 4
+    assert registry.create_model_version("churn", "s3://bucket/s").version == 4
     registry.delete_model_version("churn", 4)
     registry.delete_model_version("churn", 1)
-    assert registry.create_model_version("churn", "s").version == 5
+    assert registry.create_model_version("churn", "s3://bucket/s").version == 5
     model = registry.get_registered_model("churn")
     assert model.aliases == {}  # aliases of deleted versions went with them
     assert [v.version for v in model.latest_versions] == [5]
@@ -279,7 +281,7 @@ def test_deleted_versions_are_gone_and_never_reused(registry: RegistryStore) -> 
 
 def test_model_version_tags(registry: RegistryStore) -> None:
     registry.create_registered_model("churn")
-    registry.create_model_version("churn", "s", tags={"a": "1"})
+    registry.create_model_version("churn", "s3://bucket/s", tags={"a": "1"})
     registry.set_model_version_tag("churn", "1", "b", "2")
     registry.set_model_version_tag("churn", 1, "a", "3")
     assert registry.get_model_version("churn", 1).tags == {"a": "3", "b": "2"}
@@ -296,7 +298,7 @@ def test_model_version_tags(registry: RegistryStore) -> None:
 def _versions(registry: RegistryStore, name: str, n: int) -> None:
     registry.create_registered_model(name)
     for _ in range(n):
-        registry.create_model_version(name, "s")
+        registry.create_model_version(name, "s3://bucket/s")
 
 
 def _stages(registry: RegistryStore, name: str) -> dict[int, str]:
@@ -320,7 +322,7 @@ def test_transition_stage_names_any_case(registry: RegistryStore) -> None:
 def test_archive_existing_versions(registry: RegistryStore) -> None:
     _versions(registry, "churn", 5)
     registry.create_registered_model("other")
-    registry.create_model_version("other", "s")
+    registry.create_model_version("other", "s3://bucket/s")
     registry.transition_model_version_stage("other", 1, "Production")
     for version, stage in [(1, "Production"), (2, "Production"), (3, "Staging")]:
         registry.transition_model_version_stage("churn", version, stage)
@@ -406,7 +408,7 @@ def test_latest_alias_is_the_newest_version(registry: RegistryStore) -> None:
     registry.create_registered_model("churn")
     with pytest.raises(NotFound, match="has no versions"):
         registry.get_model_version_by_alias("churn", "latest")
-    _ = [registry.create_model_version("churn", "s") for _ in range(3)]
+    _ = [registry.create_model_version("churn", "s3://bucket/s") for _ in range(3)]
     registry.delete_model_version("churn", 3)
     assert registry.get_model_version_by_alias("churn", "Latest").version == 2
 
@@ -457,7 +459,7 @@ def catalog(registry: RegistryStore) -> RegistryStore:
         registry.create_registered_model(name, tags)
     for i in range(3):
         registry.create_model_version("churn-a", f"runs:/r{i}/model", run_id=f"r{i}")
-    registry.create_model_version("churn-a", "/local/path", tags={"k": "v"})
+    registry.create_model_version("churn-a", "gs://bucket/local/path", tags={"k": "v"})
     registry.create_model_version("fraud", "s3://b/fraud", run_id="r1", tags={"k": "w"})
     return registry
 
@@ -653,7 +655,7 @@ def test_client_registry_over_http(rest_server_url: str) -> None:
         client = keel.Client(tracking_uri=rest_server_url)
         assert isinstance(client.registry_store, RestRegistryStore)
         client.create_registered_model("churn", {"team": "risk"})
-        assert client.registry_store.create_model_version("churn", "s").version == 1
+        assert client.registry_store.create_model_version("churn", "s3://bucket/s").version == 1
         client.registry_store.set_registered_model_alias("churn", "champion", "1")
         found = client.get_registered_model("churn")
         assert (found.tags, found.aliases) == ({"team": "risk"}, {"champion": 1})
@@ -673,7 +675,8 @@ def _register(registry: RegistryStore, worker: int) -> list[int]:
     with contextlib.suppress(AlreadyExists):  # another worker won: carry on, as MLflow does
         registry.create_registered_model("raced")
     return [
-        registry.create_model_version("raced", f"w{worker}/{i}").version for i in range(PER_WORKER)
+        registry.create_model_version("raced", f"s3://b/w{worker}/{i}").version
+        for i in range(PER_WORKER)
     ]
 
 
@@ -694,7 +697,9 @@ def _check_numbers(results: dict[int, Any], registry: RegistryStore) -> None:
     assert numbers == list(range(1, WORKERS * PER_WORKER + 1))
     stored = registry.search_model_versions("name = 'raced'")
     assert sorted(v.version for v in stored) == numbers
-    assert {v.source for v in stored} == {f"w{w}/{i}" for w in results for i in range(PER_WORKER)}
+    assert {v.source for v in stored} == {
+        f"s3://b/w{w}/{i}" for w in results for i in range(PER_WORKER)
+    }
 
 
 @pytest.mark.slow

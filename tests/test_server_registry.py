@@ -384,10 +384,10 @@ def test_wire_shapes_match_mlflow(server: Server) -> None:
         again = http.post(f"{api}/registered-models/create", json={"name": "clf"})
         assert again.status_code == 400
         assert again.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
-        body = {"name": "clf", "source": "/tmp/somewhere/model", "run_id": "abc"}
+        body = {"name": "clf", "source": "s3://bucket/somewhere/model", "run_id": "abc"}
         mv = http.post(f"{api}/model-versions/create", json=body).json()["model_version"]
         assert mv["version"] == "1" and mv["status"] == "READY" and mv["current_stage"] == "None"
-        assert mv["source"] == "/tmp/somewhere/model" and mv["run_id"] == "abc"
+        assert mv["source"] == "s3://bucket/somewhere/model" and mv["run_id"] == "abc"
         alias = {"name": "clf", "alias": "champion", "version": "1"}
         assert http.post(f"{api}/registered-models/alias", json=alias).json() == {}
         model = http.get(f"{api}/registered-models/get", params={"name": "clf"}).json()
@@ -418,7 +418,7 @@ def test_wire_shapes_match_mlflow(server: Server) -> None:
         uri = http.get(
             f"{api}/model-versions/get-download-uri", params={"name": "clf", "version": "1"}
         ).json()
-        assert uri == {"artifact_uri": "/tmp/somewhere/model"}
+        assert uri == {"artifact_uri": "s3://bucket/somewhere/model"}
         # DELETE requests carry JSON bodies
         deleted = http.request(
             "DELETE", f"{api}/registered-models/alias", json={"name": "clf", "alias": "champion"}
@@ -442,7 +442,7 @@ def test_registry_errors_are_mlflow_codes_and_never_5xx(server: Server) -> None:
 
     with httpx.Client(timeout=10) as http:
         http.post(f"{api}/registered-models/create", json={"name": "clf"})
-        http.post(f"{api}/model-versions/create", json={"name": "clf", "source": "/m"})
+        http.post(f"{api}/model-versions/create", json={"name": "clf", "source": "s3://b/m"})
         get = f"{api}/registered-models/alias"
         expect(
             http.get(get, params={"name": "clf", "alias": "nope"}), 400, "INVALID_PARAMETER_VALUE"
@@ -476,7 +476,7 @@ def test_registry_errors_are_mlflow_codes_and_never_5xx(server: Server) -> None:
             "'source'",
         )
         expect(
-            http.post(f"{api}/model-versions/create", json={"name": "ghost", "source": "/m"}),
+            http.post(f"{api}/model-versions/create", json={"name": "ghost", "source": "s3://b/m"}),
             404,
             "RESOURCE_DOES_NOT_EXIST",
         )

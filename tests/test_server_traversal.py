@@ -264,13 +264,6 @@ def _source(env: Env, form: str, raw: str) -> str:
     return f"file://{raw}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keel bug: model-versions/create stores any source as given (200) - no check "
-    "like MLflow's _validate_source_run: local paths and file: refused on a proxying "
-    "server, '..' (any encoding), NUL and absolute paths refused in runs:/ and "
-    "mlflow-artifacts:/ sources. Fix belongs in routes_registry.py / the registry store.",
-)
 @pytest.mark.parametrize("form", SOURCE_FORMS)
 @pytest.mark.parametrize("item", URI_ITEMS, ids=_ids(URI_ITEMS))
 def test_model_version_sources_are_refused(env: Env, item: Hostile, form: str) -> None:
@@ -286,12 +279,6 @@ def test_model_version_sources_are_refused(env: Env, item: Hostile, form: str) -
 LOCATION_FORMS = ("raw", "proxy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keel bug: experiments/create stores any artifact_location as given (200) - "
-    "'..' (any encoding), absolute and file: locations, '#'/';'/'?' tricks and NUL all "
-    "accepted. Fix belongs in routes_tracking.py / the tracking store.",
-)
 @pytest.mark.parametrize("form", LOCATION_FORMS)
 @pytest.mark.parametrize("item", URI_ITEMS, ids=_ids(URI_ITEMS))
 def test_experiment_artifact_locations_are_refused(env: Env, item: Hostile, form: str) -> None:

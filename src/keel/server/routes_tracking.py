@@ -27,6 +27,7 @@ from keel.entities import (
 from keel.errors import InvalidParameter, NotFound
 from keel.mlflow_json import metric_json
 from keel.server.app import Endpoint
+from keel.server.locations import check_artifact_location
 from keel.server.routes_logged_models import model_links
 from keel.server.wire import (
     Field,
@@ -74,9 +75,10 @@ def _experiment_id(value: str) -> str:
 
 def create_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     tags = [ExperimentTag(**_key_value(t, "tag")) for t in a.get("tags", [])]
-    experiment_id = ctx.tracking.create_experiment(
-        a["name"], a.get("artifact_location") or None, tags
-    )
+    location = a.get("artifact_location") or None
+    if location is not None:
+        check_artifact_location(location)
+    experiment_id = ctx.tracking.create_experiment(a["name"], location, tags)
     return {"experiment_id": experiment_id}
 
 
