@@ -33,6 +33,7 @@ from keel.server.wire import (
     Field,
     experiment_json,
     parse,
+    run_info_json,
     run_json,
 )
 from keel.store.base import now_ms
@@ -163,8 +164,7 @@ def update_run(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
         a.get("end_time"),
         a.get("run_name") or None,
     )
-    run = ctx.tracking.get_run(info.run_id)
-    return {"run_info": run_json(run)["info"]}
+    return {"run_info": run_info_json(info)}
 
 
 def delete_run(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:

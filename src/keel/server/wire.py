@@ -24,6 +24,7 @@ from keel.entities import (
     ModelVersion,
     RegisteredModel,
     Run,
+    RunInfo,
 )
 from keel.errors import InvalidParameter
 from keel.mlflow_json import dataset_input_json, double_to_json, model_links_json
@@ -153,8 +154,7 @@ def experiment_json(e: Experiment) -> dict[str, Any]:
     return out
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    info = run.info
+def run_info_json(info: RunInfo) -> dict[str, Any]:
     info_json: dict[str, Any] = {
         "run_id": info.run_id,
         "run_uuid": info.run_id,
@@ -168,12 +168,16 @@ def run_json(run: Run) -> dict[str, Any]:
     }
     if info.end_time is not None:
         info_json["end_time"] = info.end_time
+    return info_json
+
+
+def run_json(run: Run) -> dict[str, Any]:
     inputs: dict[str, Any] = {"dataset_inputs": [dataset_input_json(d) for d in run.inputs]}
     model_inputs, model_outputs = model_links_json(run.models)
     if model_inputs:
         inputs["model_inputs"] = model_inputs
     return {
-        "info": info_json,
+        "info": run_info_json(run.info),
         "data": {
             # The run entity keeps the latest value per key; its step and time
             # are not part of it, so they are reported as 0 like a fresh metric.

@@ -201,6 +201,13 @@ def fetch_tuples(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]
         result.close()
 
 
+# Built statements by (dialect, table, key, update, where): building an upsert
+# (its ``excluded`` alias above all) and computing its cache key cost more than
+# running it for the one-row writes of log-metric. ``where`` must be a
+# module-level function for the cache to hit.
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+
+
 def upsert(
     conn: Connection,
     table: sa.Table,
@@ -217,14 +224,18 @@ def upsert(
     """
     if not rows:
         return
-    mod: Any = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
-    stmt = mod.insert(table)
-    if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key),
-            set_={c: stmt.excluded[c] for c in update},
-            where=where(stmt) if where is not None else None,
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    cache_key = (conn.dialect.name, table, tuple(key), tuple(update), where)
+    stmt = _UPSERTS.get(cache_key)
+    if stmt is None:
+        mod: Any = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
+        stmt = mod.insert(table)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(key),
+                set_={c: stmt.excluded[c] for c in update},
+                where=where(stmt) if where is not None else None,
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        _UPSERTS[cache_key] = stmt
     conn.execute(stmt, list(rows))

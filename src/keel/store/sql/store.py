@@ -88,6 +88,19 @@ def _metric_row(run_id: str, m: Metric) -> dict[str, Any]:
     }
 
 
+def _newer_latest(stmt: Any) -> Any:
+    """The upsert's condition: the incoming metric is newer than latest_metrics' row."""
+    ex, lm = stmt.excluded, t.latest_metrics
+    return sa.or_(
+        ex.step > lm.c.step,
+        sa.and_(ex.step == lm.c.step, ex.timestamp > lm.c.timestamp),
+        sa.and_(ex.step == lm.c.step, ex.timestamp == lm.c.timestamp, ex.value > lm.c.value),
+    )
+
+
+_RUN_STAGE = sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_uuid == sa.bindparam("run_id"))
+
+
 def _metric_value(row: Any) -> float:
     return math.nan if row.is_nan else float(row.value)
 
@@ -504,9 +517,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             return self._load_runs(conn, [infos[run_id]])[0]
 
     def _run_stage(self, conn: Connection, run_id: str) -> str:
-        stage = conn.execute(
-            sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_uuid == run_id)
-        ).scalar()
+        stage = conn.execute(_RUN_STAGE, {"run_id": run_id}).scalar()
         if stage is None:
             raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
         return str(stage)
@@ -635,25 +646,13 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
                 cur["value"],
             ):
                 newest[row["key"]] = row
-        lm = t.latest_metrics
-
-        def newer(stmt: Any) -> Any:
-            ex = stmt.excluded
-            return sa.or_(
-                ex.step > lm.c.step,
-                sa.and_(ex.step == lm.c.step, ex.timestamp > lm.c.timestamp),
-                sa.and_(
-                    ex.step == lm.c.step, ex.timestamp == lm.c.timestamp, ex.value > lm.c.value
-                ),
-            )
-
         upsert(
             conn,
-            lm,
+            t.latest_metrics,
             list(newest.values()),
             key=["run_uuid", "key"],
             update=["step", "timestamp", "value", "is_nan"],
-            where=newer,
+            where=_newer_latest,
         )
         linked = [m for m in metrics if m.model_id]
         if linked:
@@ -744,14 +743,19 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         m = t.metrics
         with self._db.read() as conn:
             self._run_stage(conn, run_id)
-            rows = conn.execute(
-                sa.select(m.c.key, m.c.value, m.c.is_nan, m.c.timestamp, m.c.step)
+            rows = fetch_tuples(
+                conn,
+                sa.select(m.c.value, m.c.is_nan, m.c.timestamp, m.c.step)
                 .where(m.c.run_uuid == run_id, m.c.key == key)
                 .order_by(m.c.step, m.c.timestamp, m.c.value)
                 .limit(limit + 1)
-                .offset(offset)
-            ).all()
-        items = [Metric(r.key, _metric_value(r), r.timestamp, r.step) for r in rows[:limit]]
+                .offset(offset),
+            )
+        nan = math.nan
+        items = [
+            Metric(key, nan if is_nan else float(value), ts, step)
+            for value, is_nan, ts, step in rows[:limit]
+        ]
         token = encode_token(offset + limit, query_id) if len(rows) > limit else None
         return PagedList(items, token)
 
