@@ -142,12 +142,17 @@ def test_fluent_logging_round_trips_through_the_proxy(
         ("weights.bin", False),
     ]
     assert top[-1].file_size == 300_000 and top[0].file_size is None
-    # Below the root the runs:/ repository also asks logged-models/search; the
-    # proxy itself is listed through the mlflow-artifacts:/ URI.
+    # Below the root the runs:/ repository also asks logged-models/search (MLflow 3),
+    # and the proxy itself is listed through the mlflow-artifacts:/ URI.
     nested = mlflow.artifacts.list_artifacts(artifact_uri=f"{run.info.artifact_uri}/tree/nested")
     assert [(f.path, f.is_dir, f.file_size) for f in nested] == [
         ("nested/data.bin", False, 10240),
         ("nested/deeper", True, None),
+    ]
+    below = c.list_artifacts(run_id, "tree/nested")
+    assert [(f.path, f.is_dir) for f in below] == [
+        ("tree/nested/data.bin", False),
+        ("tree/nested/deeper", True),
     ]
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/config/params.json") == {
         "lr": 0.1,
