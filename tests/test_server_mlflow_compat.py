@@ -300,3 +300,26 @@ def test_keel_reads_what_the_mlflow_client_logged(url: str) -> None:
         ).json()["artifact_uri"]
     assert uri == model.artifact_location
     assert uri == f"mlflow-artifacts:/{run.info.experiment_id}/models/{info.model_id}/artifacts"
+
+
+def test_keel_own_workflow_over_http(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keel's API against the same server: a checked package logged, registered,
+    gated and promoted, loaded back by alias by Keel and by the mlflow client."""
+    monkeypatch.setenv("KEEL_TRACKING_URI", url)
+    X, y = _data(4)
+    clf = LogisticRegression(max_iter=200).fit(X, y)
+    keel.set_experiment("compat-keel-http")
+    with keel.start_run() as run:
+        keel.log_metric("accuracy", float(clf.score(X, y)))
+        uri = keel.sklearn.log_model(clf, "model", input_example=X.head(3), onnx=False)
+    client = keel.Client()
+    version = client.register_model(uri, "keel-over-http")
+    assert (version.version, version.run_id) == (1, run.info.run_id)
+    client.set_promotion_gates("keel-over-http", "champion", ["metrics.accuracy >= 0.5"])
+    report = client.promote("keel-over-http", 1, "champion")
+    assert report.passed
+    loaded = keel.models.load("models:/keel-over-http@champion")
+    assert (loaded.predict(X) == clf.predict(X)).all()
+    assert (
+        mlflow.pyfunc.load_model("models:/keel-over-http@champion").predict(X) == clf.predict(X)
+    ).all()
