@@ -68,6 +68,7 @@ def url(server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     try:
         yield server[0]
     finally:
+        mlflow.clear_active_model()  # else later tests' metrics carry this server's model id
         mlflow.sklearn.autolog(disable=True)
         while mlflow.active_run() is not None:
             mlflow.end_run()
