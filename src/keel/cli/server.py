@@ -65,7 +65,6 @@ def server(
     require("fastapi", "server", "keel server")
     import uvicorn
 
-    from keel.server.protocol import http_protocol
     from keel.uris import resolve_tracking_uri
 
     # Workers are separate processes: they rebuild the app from the environment.
@@ -99,7 +98,7 @@ def server(
         port=port,
         workers=workers,
         log_level="warning",
-        http=http_protocol(),
+        http="keel.server.protocol:NoDelayH11Protocol",
     )
 
 
