@@ -8,8 +8,11 @@ to every value.
 
 >>> from keel.search.filter import parse_filter
 >>> expr = parse_filter("name = 'model' AND metrics.acc > 0.8", "logged_models")
->>> print(logged_model_filter_condition(expr, ()))  # doctest: +NORMALIZE_WHITESPACE
-logged_models.name = :name_1 AND (EXISTS (SELECT * FROM logged_model_metrics AS
+>>> cond = logged_model_filter_condition(expr, ())
+>>> print(sa.select(schema.logged_models.c.model_id).where(cond))
+... # doctest: +NORMALIZE_WHITESPACE
+SELECT logged_models.model_id FROM logged_models
+WHERE logged_models.name = :name_1 AND (EXISTS (SELECT * FROM logged_model_metrics AS
 logged_model_metrics_1 WHERE logged_model_metrics_1.model_id = logged_models.model_id
 AND logged_model_metrics_1.key = :key_1 AND NOT logged_model_metrics_1.is_nan
 AND logged_model_metrics_1.value > :value_1))
