@@ -81,7 +81,9 @@ def _bin(name: str) -> Path:
     return Path(found)
 
 
-def _command(name: str, work: Path, port: int, fml: Path | None) -> list[str]:
+def _command(
+    name: str, work: Path, port: int, fml: Path | None, keel_workers: int = 1
+) -> list[str]:
     db = work / f"{name}.db"
     artifacts = work / "artifacts"
     if name == "keel":
@@ -97,6 +99,8 @@ def _command(name: str, work: Path, port: int, fml: Path | None) -> list[str]:
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(keel_workers),
         ]
     if name == "mlflow":
         return [
@@ -277,7 +281,7 @@ def _warm_bytecode(name: str, args: argparse.Namespace) -> None:
         return
     work = Path(tempfile.mkdtemp(prefix=f"keel-server-bench-warm-{name}-"))
     port = _free_port()
-    proc = _start(_command(name, work, port, args.fml), work, name, args.pycache)
+    proc = _start(_command(name, work, port, args.fml, args.keel_workers), work, name, args.pycache)
     try:
         took = _wait_healthy(f"http://127.0.0.1:{port}", proc)
         settle = _wait_quiet(proc.pid, args.settle_max) if args.settle_max > 0 else 0.0
@@ -307,7 +311,7 @@ def _run_one(
     work = Path(tempfile.mkdtemp(prefix=f"keel-server-bench-{name}-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = _command(name, work, port, args.fml)
+    cmd = _command(name, work, port, args.fml, args.keel_workers)
     info: dict[str, Any] = {
         "workload": "server",
         "server": name,
@@ -432,6 +436,12 @@ def main() -> int:
         "server over each other one",
     )
     parser.add_argument("--fml", type=Path, default=None, help="FastTrackML's fml binary")
+    parser.add_argument(
+        "--keel-workers",
+        type=int,
+        default=1,
+        help="keel server --workers (one per core lets Keel use the cores FastTrackML uses)",
+    )
     parser.add_argument(
         "--settle-max",
         type=float,
