@@ -11,6 +11,7 @@ Plain functions of entities: no I/O, no HTTP library.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from keel.entities import DatasetInput, LoggedModel, LoggedModelOutput, LoggedModelStatus, Metric
@@ -39,7 +40,7 @@ def double_from_json(raw: Any) -> float:
     return float(raw)
 
 
-def _int(raw: Any, default: int = 0) -> int:
+def int_from_json(raw: Any, default: int = 0) -> int:
     # int64 arrives as a JSON number from Keel and MLflow, but proto3 JSON
     # also allows decimal strings.
     return default if raw is None or raw == "" else int(raw)
@@ -73,17 +74,19 @@ def metric_from_json(d: Any, key: str = "") -> Metric:
     return Metric(
         str(d.get("key", key)),
         double_from_json(d.get("value", 0.0)),
-        _int(d.get("timestamp")),
-        _int(d.get("step")),
+        int_from_json(d.get("timestamp")),
+        int_from_json(d.get("step")),
         **links,
     )
 
 
-def _key_value_list(values: dict[str, str]) -> list[dict[str, str]]:
+def key_value_json(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """``{"k": "v"}`` as MLflow's ``[{"key": "k", "value": "v"}]``."""
     return [{"key": k, "value": v} for k, v in values.items()]
 
 
-def _key_values(raw: Any) -> dict[str, str]:
+def key_values_from_json(raw: Any) -> dict[str, str]:
+    """MLflow's ``[{"key", "value"}]`` list (params, tags) as a dict."""
     return {str(t["key"]): str(t.get("value", "")) for t in raw or ()}
 
 
@@ -98,13 +101,13 @@ def logged_model_json(m: LoggedModel) -> dict[str, Any]:
         "artifact_uri": m.artifact_location,
         "status": m.status.value,
         "model_type": m.model_type,
-        "tags": _key_value_list(m.tags),
+        "tags": key_value_json(m.tags),
     }
     if m.source_run_id:
         info["source_run_id"] = m.source_run_id
     if m.deleted:  # not in MLflow's message (clients ignore it): only ?allow_deleted=true shows it
         info["lifecycle_stage"] = "deleted"
-    data: dict[str, Any] = {"params": _key_value_list(m.params)}
+    data: dict[str, Any] = {"params": key_value_json(m.params)}
     if m.metrics:
         data["metrics"] = [metric_json(x) for x in m.metrics]
     return {"info": info, "data": data}
@@ -118,15 +121,15 @@ def logged_model_from_json(d: Any) -> LoggedModel:
         model_id=str(info["model_id"]),
         experiment_id=str(info.get("experiment_id", "")),
         name=str(info.get("name", "")),
-        creation_timestamp=_int(info.get("creation_timestamp_ms")),
-        last_updated_timestamp=_int(info.get("last_updated_timestamp_ms")),
+        creation_timestamp=int_from_json(info.get("creation_timestamp_ms")),
+        last_updated_timestamp=int_from_json(info.get("last_updated_timestamp_ms")),
         artifact_location=str(info.get("artifact_uri", "")),
         status=LoggedModelStatus(status),
         model_type=str(info.get("model_type") or ""),
         source_run_id=info.get("source_run_id") or None,
         deleted=info.get("lifecycle_stage") == "deleted",
-        params=_key_values(data.get("params")),
-        tags=_key_values(info.get("tags")),
+        params=key_values_from_json(data.get("params")),
+        tags=key_values_from_json(info.get("tags")),
         metrics=tuple(metric_from_json(x) for x in data.get("metrics") or ()),
     )
 
@@ -143,7 +146,10 @@ def model_links_from_json(run: Any) -> tuple[LoggedModelOutput, ...]:
     outputs = (run.get("outputs") or {}).get("model_outputs") or ()
     return (
         *(LoggedModelOutput(str(x["model_id"]), 0, "input") for x in inputs),
-        *(LoggedModelOutput(str(x["model_id"]), _int(x.get("step")), "output") for x in outputs),
+        *(
+            LoggedModelOutput(str(x["model_id"]), int_from_json(x.get("step")), "output")
+            for x in outputs
+        ),
     )
 
 

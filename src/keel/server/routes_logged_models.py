@@ -17,7 +17,7 @@ from keel.entities import LoggedModelOutput
 from keel.errors import InvalidParameter
 from keel.mlflow_json import logged_model_json
 from keel.server.app import Endpoint
-from keel.server.wire import Field, parse
+from keel.server.wire import Field, experiment_id_value, parse
 from keel.store.logged_models import (
     MAX_PARAMS_PER_REQUEST,
     MAX_TAGS_PER_REQUEST,
@@ -50,7 +50,7 @@ def _key_values(raw: list[Any], what: str, limit: int) -> dict[str, str]:
 
 def create_logged_model(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     model = ctx.tracking.create_logged_model(
-        _experiment_id(a["experiment_id"]),
+        experiment_id_value(a["experiment_id"]),
         a.get("name") or None,
         source_run_id=a.get("source_run_id") or None,
         model_type=a.get("model_type", ""),
@@ -96,7 +96,7 @@ def delete_logged_model_tag(ctx: ServerContext, a: dict[str, Any]) -> dict[str, 
 
 def search_logged_models(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     page = ctx.tracking.search_logged_models(
-        [_experiment_id(str(i)) for i in a.get("experiment_ids", [])],
+        [experiment_id_value(str(i)) for i in a.get("experiment_ids", [])],
         a.get("filter") or None,
         a.get("datasets") or None,
         a.get("max_results"),
@@ -126,14 +126,6 @@ def model_links(raw: list[Any], direction: str) -> list[LoggedModelOutput]:
 def log_outputs(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     ctx.tracking.log_model_links(a["run_id"], model_links(a.get("models", []), "output"))
     return {}
-
-
-def _experiment_id(value: str) -> str:
-    if not value.isdigit():
-        raise InvalidParameter(
-            f"Invalid experiment ID {value!r}. Experiment ID must be a valid integer."
-        )
-    return value
 
 
 _BY_ID = "/logged-models/{model_id}"

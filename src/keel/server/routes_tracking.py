@@ -31,6 +31,7 @@ from keel.server.locations import check_artifact_location
 from keel.server.routes_logged_models import model_links
 from keel.server.wire import (
     Field,
+    experiment_id_value,
     experiment_json,
     parse,
     run_info_json,
@@ -63,14 +64,6 @@ _VIEW_NUMBERS = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 _STATUS_NUMBERS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 
 
-def _experiment_id(value: str) -> str:
-    if not value.isdigit():
-        raise InvalidParameter(
-            f"Invalid experiment ID {value!r}. Experiment ID must be a valid integer."
-        )
-    return value
-
-
 # -- experiments -------------------------------------------------------------
 
 
@@ -84,7 +77,7 @@ def create_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
-    experiment = ctx.tracking.get_experiment(_experiment_id(a["experiment_id"]))
+    experiment = ctx.tracking.get_experiment(experiment_id_value(a["experiment_id"]))
     return {"experiment": experiment_json(experiment)}
 
 
@@ -111,29 +104,29 @@ def search_experiments(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
-    ctx.tracking.delete_experiment(_experiment_id(a["experiment_id"]))
+    ctx.tracking.delete_experiment(experiment_id_value(a["experiment_id"]))
     return {}
 
 
 def restore_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
-    ctx.tracking.restore_experiment(_experiment_id(a["experiment_id"]))
+    ctx.tracking.restore_experiment(experiment_id_value(a["experiment_id"]))
     return {}
 
 
 def update_experiment(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     if a.get("new_name"):
-        ctx.tracking.rename_experiment(_experiment_id(a["experiment_id"]), a["new_name"])
+        ctx.tracking.rename_experiment(experiment_id_value(a["experiment_id"]), a["new_name"])
     return {}
 
 
 def set_experiment_tag(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     tag = ExperimentTag(a["key"], a["value"])
-    ctx.tracking.set_experiment_tag(_experiment_id(a["experiment_id"]), tag)
+    ctx.tracking.set_experiment_tag(experiment_id_value(a["experiment_id"]), tag)
     return {}
 
 
 def delete_experiment_tag(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
-    ctx.tracking.delete_experiment_tag(_experiment_id(a["experiment_id"]), a["key"])
+    ctx.tracking.delete_experiment_tag(experiment_id_value(a["experiment_id"]), a["key"])
     return {}
 
 
@@ -143,7 +136,7 @@ def delete_experiment_tag(ctx: ServerContext, a: dict[str, Any]) -> dict[str, An
 def create_run(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     tags = [RunTag(**_key_value(t, "tag")) for t in a.get("tags", [])]
     run = ctx.tracking.create_run(
-        _experiment_id(a.get("experiment_id", "0")),
+        experiment_id_value(a.get("experiment_id", "0")),
         a.get("user_id", ""),
         a.get("start_time", now_ms()),
         tags,
@@ -271,7 +264,7 @@ def _dataset_input(raw: Any) -> DatasetInput:
 
 def search_runs(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any]:
     page = ctx.tracking.search_runs(
-        [_experiment_id(str(i)) for i in a.get("experiment_ids", [])],
+        [experiment_id_value(str(i)) for i in a.get("experiment_ids", [])],
         a.get("filter") or None,
         _enum(ViewType, a.get("run_view_type", "ACTIVE_ONLY"), "run_view_type", _VIEW_NUMBERS),
         a.get("max_results", 1000),

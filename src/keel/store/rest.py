@@ -86,6 +86,8 @@ from keel.errors import (
 from keel.mlflow_json import (
     dataset_input_json,
     double_from_json,
+    int_from_json,
+    key_values_from_json,
     metric_from_json,
     metric_json,
     model_links_from_json,
@@ -149,18 +151,8 @@ def _env_flag(suffix: str) -> bool:
 # -- the wire format -------------------------------------------------------------
 
 
-def _int(raw: Any, default: int = 0) -> int:
-    # int64 arrives as a JSON number from Keel and MLflow, but proto3 JSON
-    # also allows decimal strings.
-    return default if raw is None or raw == "" else int(raw)
-
-
 def _int_or_none(raw: Any) -> int | None:
     return None if raw is None or raw == "" else int(raw)
-
-
-def _key_values(raw: Any) -> dict[str, str]:
-    return {str(t["key"]): str(t.get("value", "")) for t in raw or ()}
 
 
 def _key_value_list(items: Sequence[RunTag | Param | ExperimentTag | InputTag]) -> list[Any]:
@@ -174,7 +166,7 @@ def experiment_from_json(d: Mapping[str, Any]) -> Experiment:
         name=str(d.get("name", "")),
         artifact_location=str(d.get("artifact_location", "")),
         lifecycle_stage=LifecycleStage(d.get("lifecycle_stage") or "active"),
-        tags=_key_values(d.get("tags")),
+        tags=key_values_from_json(d.get("tags")),
         creation_time=_int_or_none(d.get("creation_time")),
         last_update_time=_int_or_none(d.get("last_update_time")),
     )
@@ -194,7 +186,7 @@ def run_info_from_json(d: Mapping[str, Any], tags: Mapping[str, str] | None = No
         run_name=str(d.get("run_name") or (tags or {}).get("mlflow.runName", "")),
         user_id=str(d.get("user_id", "")),
         status=_run_status(d.get("status")),
-        start_time=_int(d.get("start_time")),
+        start_time=int_from_json(d.get("start_time")),
         end_time=_int_or_none(d.get("end_time")),
         artifact_uri=str(d.get("artifact_uri", "")),
         lifecycle_stage=LifecycleStage(d.get("lifecycle_stage") or "active"),
@@ -218,14 +210,14 @@ def _dataset_input_from_json(d: Mapping[str, Any]) -> DatasetInput:
 def run_from_json(d: Mapping[str, Any]) -> Run:
     """A :class:`Run` from its MLflow JSON object (info, data, inputs)."""
     data = d.get("data") or {}
-    tags = _key_values(data.get("tags"))
+    tags = key_values_from_json(data.get("tags"))
     metrics = {
         str(m["key"]): double_from_json(m.get("value", 0.0)) for m in data.get("metrics", ())
     }
     inputs = (d.get("inputs") or {}).get("dataset_inputs") or ()
     return Run(
         info=run_info_from_json(d.get("info") or {}, tags),
-        data=RunData(metrics=metrics, params=_key_values(data.get("params")), tags=tags),
+        data=RunData(metrics=metrics, params=key_values_from_json(data.get("params")), tags=tags),
         inputs=tuple(_dataset_input_from_json(i) for i in inputs),
         models=model_links_from_json(d),
     )

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from keel.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus, PagedList
 from keel.errors import InvalidParameter
-from keel.mlflow_json import logged_model_from_json
+from keel.mlflow_json import key_value_json, logged_model_from_json
 from keel.search.filter import parse_filter
 from keel.store import logged_models as contract
 from keel.store import validation
@@ -24,10 +24,6 @@ _BASE = "/logged-models"
 def _path(model_id: str, *rest: str) -> str:
     # The id is a path segment: quote everything, '/' included.
     return "/".join([_BASE, quote(model_id, safe=""), *(quote(p, safe="") for p in rest)])
-
-
-def _key_value_list(values: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in values.items()]
 
 
 class RestLoggedModels(contract.LoggedModelStore):
@@ -68,11 +64,11 @@ class RestLoggedModels(contract.LoggedModelStore):
         if source_run_id:
             fields["source_run_id"] = source_run_id
         if tags:
-            fields["tags"] = _key_value_list(tags)
+            fields["tags"] = key_value_json(tags)
         # As the MLflow client does: the first params travel with the create call.
         first = dict(list(params.items())[: contract.MAX_PARAMS_PER_REQUEST])
         if first:
-            fields["params"] = _key_value_list(first)
+            fields["params"] = key_value_json(first)
         model = logged_model_from_json(self._call("POST", _BASE, fields)["model"])
         rest = dict(list(params.items())[contract.MAX_PARAMS_PER_REQUEST :])
         if rest:
@@ -92,7 +88,7 @@ class RestLoggedModels(contract.LoggedModelStore):
 
     def set_logged_model_tags(self, model_id: str, tags: Mapping[str, str]) -> None:
         contract.validate_tags(tags)
-        fields = {"model_id": model_id, "tags": _key_value_list(tags)}
+        fields = {"model_id": model_id, "tags": key_value_json(tags)}
         self._call("PATCH", _path(model_id, "tags"), fields)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
@@ -103,7 +99,7 @@ class RestLoggedModels(contract.LoggedModelStore):
         items = list(params.items())
         for i in range(0, len(items), contract.MAX_PARAMS_PER_REQUEST):
             chunk = dict(items[i : i + contract.MAX_PARAMS_PER_REQUEST])
-            fields = {"model_id": model_id, "params": _key_value_list(chunk)}
+            fields = {"model_id": model_id, "params": key_value_json(chunk)}
             self._call("POST", _path(model_id, "params"), fields)
 
     def delete_logged_model(self, model_id: str) -> None:

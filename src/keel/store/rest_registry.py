@@ -43,6 +43,7 @@ from keel.entities import (
     RegisteredModel,
 )
 from keel.errors import InvalidParameter, NotFound
+from keel.mlflow_json import int_from_json
 from keel.search.filter import parse_filter
 from keel.search.order import parse_order_by
 from keel.store import validation
@@ -73,10 +74,6 @@ def _text(what: str, value: object) -> str:
     return value
 
 
-def _int(raw: Any) -> int:
-    return 0 if raw is None or raw == "" else int(raw)
-
-
 def _tags_from_json(raw: Any) -> dict[str, str]:
     return {str(t["key"]): str(t.get("value", "")) for t in raw or ()}
 
@@ -90,8 +87,8 @@ def model_version_from_json(d: Mapping[str, Any]) -> ModelVersion:
     return ModelVersion(
         name=str(d.get("name", "")),
         version=int(d["version"]),
-        creation_timestamp=_int(d.get("creation_timestamp")),
-        last_updated_timestamp=_int(d.get("last_updated_timestamp")),
+        creation_timestamp=int_from_json(d.get("creation_timestamp")),
+        last_updated_timestamp=int_from_json(d.get("last_updated_timestamp")),
         source=str(d.get("source") or ""),
         run_id=str(d["run_id"]) if d.get("run_id") else None,
         description=str(d.get("description") or ""),
@@ -110,8 +107,8 @@ def registered_model_from_json(d: Mapping[str, Any]) -> RegisteredModel:
     """A :class:`RegisteredModel` from MLflow's ``registered_model`` JSON."""
     return RegisteredModel(
         name=str(d.get("name", "")),
-        creation_timestamp=_int(d.get("creation_timestamp")),
-        last_updated_timestamp=_int(d.get("last_updated_timestamp")),
+        creation_timestamp=int_from_json(d.get("creation_timestamp")),
+        last_updated_timestamp=int_from_json(d.get("last_updated_timestamp")),
         description=str(d.get("description") or ""),
         tags=_tags_from_json(d.get("tags")),
         aliases={str(a["alias"]): int(a["version"]) for a in d.get("aliases") or ()},

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -31,6 +31,8 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.sql.selectable import Join
 
 from keel.errors import InvalidParameter
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -182,6 +184,19 @@ def _driving_join_sqlite(element: DrivingJoin, compiler: Any, **kw: Any) -> str:
     left = compiler.process(element.left, **kw)
     right = compiler.process(element.right, **kw)
     return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
+
+
+IN_CHUNK = 900  # values per IN (...) list: under SQLite's oldest limit of 999 parameters
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``, for IN lists that must stay under the limit.
+
+    >>> [list(c) for c in chunks([1, 2, 3], 2)]
+    [[1, 2], [3]]
+    """
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def fetch_tuples(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:

@@ -11,7 +11,7 @@ import json
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -35,7 +35,7 @@ from keel.store.base import now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import fetch_tuples, upsert
+from keel.store.sql.engine import chunks, fetch_tuples, upsert
 from keel.store.sql.logged_model_search import (
     DatasetRef,
     dataset_refs,
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from keel.store.sql.engine import Database
 
 _LM = t.logged_models
-_IN_CHUNK = 900  # ids per IN (...) list: under SQLite's oldest limit of 999 parameters
 _MAX_ID_LENGTH = 64  # the model_id column
 _DIRECTIONS = ("input", "output")
 
@@ -57,11 +56,6 @@ def not_found(model_id: str) -> NotFound:
         f"Logged model with ID '{model_id}' not found. Find models with "
         "search_logged_models (logged-models/search)."
     )
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _IN_CHUNK):
-        yield items[i : i + _IN_CHUNK]
 
 
 class SqlLoggedModels(contract.LoggedModelStore):
@@ -191,7 +185,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
                 [{"model_id": model_id, "key": k, "value": v} for k, v in params.items()],
                 key=["model_id", "key"],
             )
-            for chunk in _chunks(list(params)):
+            for chunk in chunks(list(params)):
                 for key, value in conn.execute(
                     sa.select(table.c.key, table.c.value).where(
                         table.c.model_id == model_id, table.c.key.in_(chunk)
@@ -285,7 +279,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
             if not isinstance(model_id, str) or len(model_id) > _MAX_ID_LENGTH:
                 raise not_found(str(model_id)[:80])
         found: set[str] = set()
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             found.update(
                 conn.execute(sa.select(_LM.c.model_id).where(_LM.c.model_id.in_(chunk))).scalars()
             )
@@ -337,7 +331,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         metrics: dict[str, list[Metric]] = defaultdict(list)
         mm = t.logged_model_metrics
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for table, target in ((t.logged_model_params, params), (t.logged_model_tags, tags)):
                 for model_id, key, value in fetch_tuples(
                     conn,

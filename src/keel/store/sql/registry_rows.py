@@ -22,7 +22,7 @@ keel.errors.NotFound: Model 'churn' has no version 1; it has no versions. ...
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,10 +31,10 @@ from sqlalchemy.engine import Connection
 from keel.entities import ModelStage, ModelVersion, ModelVersionStatus, RegisteredModel
 from keel.errors import NotFound
 from keel.store.sql import schema as t
+from keel.store.sql.engine import IN_CHUNK, chunks
 
 _RM = t.registered_models
 _MV = t.model_versions
-_IN_CHUNK = 900  # bound parameters per IN (...): under SQLite's oldest limit of 999
 
 # ---------------------------------------------------------------------------
 # Row access and messages
@@ -130,7 +130,7 @@ def number_list(numbers: Sequence[int]) -> str:
 def newest_per_stage(conn: Connection, names: Sequence[str]) -> list[Any]:
     """For each model, its newest live version in each stage (a window query per chunk)."""
     rows: list[Any] = []
-    for chunk in _chunks(names, _IN_CHUNK):
+    for chunk in chunks(names, IN_CHUNK):
         newest_first = (
             sa.func.row_number()
             .over(partition_by=(_MV.c.name, _MV.c.current_stage), order_by=_MV.c.version.desc())
@@ -157,12 +157,12 @@ def tags_by_owner(
     if isinstance(owners[0], tuple):
         key_columns = [table.c.name, table.c.version]
         owner_key = sa.tuple_(*key_columns)
-        size = _IN_CHUNK // 2  # two parameters per (name, version)
+        size = IN_CHUNK // 2  # two parameters per (name, version)
     else:
         key_columns = [table.c.name]
         owner_key = table.c.name
-        size = _IN_CHUNK
-    for chunk in _chunks(list(owners), size):
+        size = IN_CHUNK
+    for chunk in chunks(list(owners), size):
         stmt = sa.select(*key_columns, table.c.key, table.c.value).where(owner_key.in_(chunk))
         for row in conn.execute(stmt):
             found[tuple(row[: len(key_columns)])][row.key] = row.value
@@ -173,7 +173,7 @@ def aliases_of(conn: Connection, names: Sequence[str]) -> dict[tuple[str, int], 
     """Aliases of these models: (name, version) -> alias names, sorted."""
     aliases = t.registered_model_aliases
     found: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for chunk in _chunks(names, _IN_CHUNK):
+    for chunk in chunks(names, IN_CHUNK):
         stmt = (
             sa.select(aliases.c.name, aliases.c.version, aliases.c.alias)
             .where(aliases.c.name.in_(chunk))
@@ -252,8 +252,3 @@ def load_versions(
     if aliases is None:
         aliases = aliases_of(conn, list(dict.fromkeys(r.name for r in rows)))
     return [_version_entity(r, tags.get((r.name, r.version), {}), aliases) for r in rows]
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

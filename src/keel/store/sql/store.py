@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,7 +49,7 @@ from keel.store.base import TrackingStore, now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import Database, fetch_tuples, upsert
+from keel.store.sql.engine import Database, chunks, fetch_tuples, upsert
 from keel.store.sql.logged_models import SqlLoggedModels
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
@@ -60,13 +60,6 @@ from keel.store.sql.search import (
     run_order_segments,
 )
 from keel.uris import redact
-
-_IN_CHUNK = 900  # ids per IN (...) list: under SQLite's oldest limit of 999 parameters
-
-
-def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _exp_id_int(experiment_id: str) -> int | None:
@@ -223,11 +216,9 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             return []
         tags: dict[int, dict[str, str]] = defaultdict(dict)
         ids = [r.experiment_id for r in rows]
-        for i in range(0, len(ids), _IN_CHUNK):
+        for chunk in chunks(ids):
             for tr in conn.execute(
-                sa.select(t.experiment_tags).where(
-                    t.experiment_tags.c.experiment_id.in_(ids[i : i + _IN_CHUNK])
-                )
+                sa.select(t.experiment_tags).where(t.experiment_tags.c.experiment_id.in_(chunk))
             ):
                 tags[tr.experiment_id][tr.key] = tr.value
         return [
@@ -433,7 +424,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
 
     def _run_infos(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunInfo]:
         out: dict[str, RunInfo] = {}
-        for chunk in _chunks(run_ids):
+        for chunk in chunks(run_ids):
             for r in conn.execute(sa.select(t.runs).where(t.runs.c.run_uuid.in_(chunk))):
                 out[r.run_uuid] = _run_info(r)
         return out
@@ -450,7 +441,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         nan = math.nan
         # fetchall() and tuple unpacking: this loop runs once per logged value
         # of every run on the page, up to millions of times for a big search.
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for run_id, key, value, is_nan in fetch_tuples(
                 conn,
                 sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
@@ -619,7 +610,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         )
         # Read back what is stored: a differing value means the param was
         # already logged, by us or by a concurrent writer.
-        for chunk in _chunks(list(wanted)):
+        for chunk in chunks(list(wanted)):
             for r in conn.execute(
                 sa.select(t.params.c.key, t.params.c.value).where(
                     t.params.c.run_uuid == run_id, t.params.c.key.in_(chunk)
