@@ -36,7 +36,7 @@ from keel.registry.gates import GATES_TAG_PREFIX, load_gates, parse_gate
 from keel.registry.service import Registry, names_registered_version
 from keel.server.app import Endpoint
 from keel.server.config import is_local_destination, is_s3_destination, local_path_of
-from keel.server.locations import check_model_source
+from keel.server.locations import check_model_source, is_local
 from keel.server.wire import Field, model_version_json, parse, registered_model_json
 from keel.store.registry import (
     DEFAULT_RESULTS_MODEL_VERSIONS,
@@ -247,7 +247,8 @@ def create_model_version(ctx: ServerContext, a: dict[str, Any]) -> dict[str, Any
     source: str = a["source"]
     run_id: str | None = a.get("run_id") or None
     model_id: str | None = a.get("model_id") or None
-    check_model_source(source, _run_artifact_uri(ctx, run_id))
+    # The run is read only when it can matter: a local source must lie in its directory.
+    check_model_source(source, _run_artifact_uri(ctx, run_id) if is_local(source) else None)
     if (run_id is None or model_id is None) and names_registered_version(source):
         # Registered from another version (models:/clf/1): keep its lineage, as MLflow does.
         try:
