@@ -98,6 +98,19 @@ def validate_tags(tags: Mapping[str, str]) -> None:
         validation.validate_tag(RunTag(key, value))
 
 
+def validate_links(models: Sequence[LoggedModelOutput]) -> None:
+    """Each link's direction is 'input' or 'output' and its step an int64."""
+    from keel.store import validation
+
+    for link in models:
+        if link.direction not in ("input", "output"):
+            raise InvalidParameter(
+                f"Invalid direction {link.direction!r} for model {link.model_id}: "
+                "use 'input' or 'output'."
+            )
+        validation.validate_int64("step", link.step)
+
+
 class LoggedModelStore(abc.ABC):
     """The logged-model half of a tracking store (see the module docstring)."""
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from keel.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus, PagedList
-from keel.errors import InvalidParameter
 from keel.mlflow_json import key_value_json, logged_model_from_json
 from keel.search.filter import parse_filter
 from keel.store import logged_models as contract
@@ -137,16 +136,11 @@ class RestLoggedModels(contract.LoggedModelStore):
         )
 
     def log_model_links(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
+        contract.validate_links(models)
         outputs = [
             {"model_id": m.model_id, "step": m.step} for m in models if m.direction == "output"
         ]
         inputs = [{"model_id": m.model_id} for m in models if m.direction == "input"]
-        if len(inputs) + len(outputs) != len(models):
-            bad = next(m for m in models if m.direction not in ("input", "output"))
-            raise InvalidParameter(
-                f"Invalid direction {bad.direction!r} for model {bad.model_id}: "
-                "use 'input' or 'output'."
-            )
         if outputs:
             self._call("POST", "/runs/outputs", {"run_id": run_id, "models": outputs})
         if inputs:

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 _LM = t.logged_models
 _MAX_ID_LENGTH = 64  # the model_id column
-_DIRECTIONS = ("input", "output")
 
 
 def not_found(model_id: str) -> NotFound:
@@ -243,13 +242,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
         return PagedList(models, token)
 
     def log_model_links(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
-        for link in models:
-            if link.direction not in _DIRECTIONS:
-                raise InvalidParameter(
-                    f"Invalid direction {link.direction!r} for model {link.model_id}: "
-                    "use 'input' or 'output'."
-                )
-            validation.validate_int64("step", link.step)
+        contract.validate_links(models)
         if not models:
             return
         with self._db.write() as conn:
