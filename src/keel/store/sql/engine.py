@@ -17,7 +17,7 @@ SQLite is set up the way an embedded, multi-process store needs it:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,6 +109,25 @@ class Database:
                 yield conn
 
     @contextmanager
+    def write_raw(self) -> Iterator[Raw]:
+        """Like :meth:`write`, but on the driver's connection: for the hot one-row writes."""
+        if self.dialect_name == "sqlite":
+            with self._write_lock:
+                fairy = self._writer.raw_connection()
+                try:
+                    dbapi: Any = fairy.dbapi_connection
+                    dbapi.execute("BEGIN IMMEDIATE")
+                    yield from _committed(dbapi, self._writer.dialect)
+                finally:
+                    fairy.close()
+        else:
+            fairy = self._writer.raw_connection()
+            try:
+                yield from _committed(fairy.dbapi_connection, self._writer.dialect)
+            finally:
+                fairy.close()
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         if self._shared:
             with self._write_lock, self._reader.connect() as conn:
@@ -128,6 +147,15 @@ class Database:
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
+
+
+def _committed(dbapi: Any, dialect: sa.Dialect) -> Iterator[Raw]:
+    try:
+        yield Raw(dbapi, dialect)
+    except BaseException:
+        dbapi.rollback()
+        raise
+    dbapi.commit()
 
 
 def _sqlite_engine(url: str, *, echo: bool, write: bool) -> Engine:
@@ -216,6 +244,43 @@ def fetch_tuples(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]
         result.close()
 
 
+# Statements over an IN list of n bindparams, by (builder, n).
+_IN_LISTS: dict[tuple[Callable[..., Any], int], Any] = {}
+
+
+def in_list(
+    build: Callable[[list[sa.BindParameter[Any]]], Any], values: Sequence[Any], **more: Any
+) -> tuple[Any, dict[str, Any]]:
+    """``build``'s statement over one bindparam per value, and its parameters.
+
+    For :class:`Raw`, which runs only statements it can compile once: the
+    list is padded (repeating its last value) to a power of two up to
+    :data:`IN_CHUNK`, so each builder makes at most 11 statements. ``build``
+    must be a module-level function; ``values`` holds 1 to ``IN_CHUNK`` items;
+    ``more`` are the statement's other parameters.
+
+    >>> stmt, params = in_list(lambda vs: sa.select(sa.literal(1)), ["a", "b", "c"], x=1)
+    >>> params
+    {'v0': 'a', 'v1': 'b', 'v2': 'c', 'v3': 'c', 'x': 1}
+    """
+    n = len(values)
+    if not 0 < n <= IN_CHUNK:
+        raise ValueError(f"an IN list takes 1 to {IN_CHUNK} values, not {n}")
+    size = min(1 << (n - 1).bit_length(), IN_CHUNK)
+    key = (build, size)
+    stmt = _IN_LISTS.get(key)
+    if stmt is None:
+        stmt = _IN_LISTS[key] = build([sa.bindparam(f"v{i}") for i in range(size)])
+    params = dict(zip(_IN_NAMES[:n], values, strict=True))
+    if size > n:
+        params.update(dict.fromkeys(_IN_NAMES[n:size], values[-1]))
+    params.update(more)
+    return stmt, params
+
+
+_IN_NAMES = [f"v{i}" for i in range(IN_CHUNK)]
+
+
 # Built statements by (dialect, table, key, update, where): building an upsert
 # (its ``excluded`` alias above all) and computing its cache key cost more than
 # running it for the one-row writes of log-metric. ``where`` must be a
@@ -224,7 +289,7 @@ _UPSERTS: dict[tuple[Any, ...], Any] = {}
 
 
 def upsert(
-    conn: Connection,
+    conn: Connection | Raw,
     table: sa.Table,
     rows: Sequence[dict[str, Any]],
     *,
@@ -239,10 +304,11 @@ def upsert(
     """
     if not rows:
         return
-    cache_key = (conn.dialect.name, table, tuple(key), tuple(update), where)
+    dialect = conn.dialect.name if isinstance(conn, Connection) else conn.dialect_name
+    cache_key = (dialect, table, tuple(key), tuple(update), where)
     stmt = _UPSERTS.get(cache_key)
     if stmt is None:
-        mod: Any = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
+        mod: Any = sqlite_dialect if dialect == "sqlite" else pg_dialect
         stmt = mod.insert(table)
         if update:
             stmt = stmt.on_conflict_do_update(
@@ -253,4 +319,80 @@ def upsert(
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
         _UPSERTS[cache_key] = stmt
-    conn.execute(stmt, list(rows))
+    if isinstance(conn, Connection):
+        conn.execute(stmt, list(rows))
+    else:
+        conn.executemany(stmt, rows)
+
+
+# Compiled SQL by statement identity, dialect and parameter names; the
+# statement itself is kept so that its id cannot be reused.
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[Any, str, tuple[str, ...] | None]] = {}
+
+
+class Raw:
+    """Prebuilt Core statements run straight on a DBAPI connection.
+
+    SQLAlchemy's per-execution work (cache key, execution context, Result
+    rows) costs several times what SQLite takes to run a one-row statement,
+    so the tracking server's hot paths (log-metric, create-run, update-run)
+    compile their statements once per dialect here and hand them to the
+    driver's cursor. Statements must be module-level constants (the cache is
+    keyed by identity) whose parameters are named ``bindparam`` s or, for
+    INSERT and UPDATE, the columns given. Rows come back as plain tuples.
+
+    >>> import sqlite3
+    >>> stmt = sa.select(sa.literal_column("1")).where(sa.literal_column("2") == sa.bindparam("x"))
+    >>> Raw(sqlite3.connect(":memory:"), sqlite_dialect.dialect()).all(stmt, {"x": 2})
+    [(1,)]
+    """
+
+    __slots__ = ("_cursor", "_dialect")
+
+    def __init__(self, dbapi_connection: Any, dialect: sa.Dialect) -> None:
+        self._cursor = dbapi_connection.cursor()
+        self._dialect = dialect
+
+    @classmethod
+    def of(cls, conn: Connection) -> Raw:
+        """The driver connection under ``conn``, inside ``conn``'s transaction."""
+        return cls(conn.connection.dbapi_connection, conn.dialect)
+
+    @property
+    def dialect_name(self) -> str:
+        return str(self._dialect.name)
+
+    def _sql(self, stmt: Any, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+        key = (id(stmt), self._dialect.name, names)
+        hit = _COMPILED.get(key)
+        if hit is None or hit[0] is not stmt:
+            compiled = stmt.compile(dialect=self._dialect, column_keys=list(names))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            hit = _COMPILED[key] = (stmt, compiled.string, order)
+        return hit[1], hit[2]
+
+    def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """Run ``stmt``; returns the driver cursor (``fetchall``, ``rowcount``)."""
+        params = params or {}
+        sql, order = self._sql(stmt, tuple(params))
+        self._cursor.execute(sql, params if order is None else [params[n] for n in order])
+        return self._cursor
+
+    def executemany(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run ``stmt`` once per row; every row has the first row's keys."""
+        if not rows:
+            return
+        sql, order = self._sql(stmt, tuple(rows[0]))
+        if order is None:
+            self._cursor.executemany(sql, rows)
+        else:
+            self._cursor.executemany(sql, [[r[n] for n in order] for r in rows])
+
+    def all(self, stmt: Any, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        # Both drivers return rows as tuples (sqlite3 by default, psycopg's tuple_row).
+        rows: list[tuple[Any, ...]] = self.execute(stmt, params).fetchall()
+        return rows
+
+    def scalar(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.execute(stmt, params).fetchone()
+        return None if row is None else row[0]

@@ -35,7 +35,7 @@ from keel.store.base import now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import chunks, fetch_tuples, upsert
+from keel.store.sql.engine import Raw, chunks, fetch_tuples, in_list, upsert
 from keel.store.sql.logged_model_search import (
     DatasetRef,
     dataset_refs,
@@ -48,6 +48,19 @@ if TYPE_CHECKING:
 
 _LM = t.logged_models
 _MAX_ID_LENGTH = 64  # the model_id column
+
+
+def _run_models_of(run_ids: list[Any]) -> Any:
+    rm = t.run_models
+    return (
+        sa.select(rm.c.run_uuid, rm.c.model_id, rm.c.direction, rm.c.step)
+        .where(rm.c.run_uuid.in_(run_ids))
+        .order_by(rm.c.run_uuid, rm.c.direction, rm.c.step, rm.c.model_id)
+    )
+
+
+def _model_ids_in(ids: list[Any]) -> Any:
+    return sa.select(_LM.c.model_id).where(_LM.c.model_id.in_(ids))
 
 
 def not_found(model_id: str) -> NotFound:
@@ -64,7 +77,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
         _db: Database
 
         def _active_experiment(self, experiment_id: str) -> Experiment: ...
-        def _run_stage(self, conn: Connection, run_id: str) -> str: ...
+        def _run_stage(self, conn: Connection | Raw, run_id: str) -> str: ...
 
     def create_logged_model(
         self,
@@ -265,26 +278,23 @@ class SqlLoggedModels(contract.LoggedModelStore):
 
     # -- helpers shared with the tracking store ----------------------------------
 
-    def _require_models(self, conn: Connection, model_ids: set[str]) -> None:
+    def _require_models(self, conn: Connection | Raw, model_ids: set[str]) -> None:
         """NotFound naming the first id that is not a model (deleted ones count)."""
         ids = sorted(model_ids)
         for model_id in ids:
             if not isinstance(model_id, str) or len(model_id) > _MAX_ID_LENGTH:
                 raise not_found(str(model_id)[:80])
+        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
         found: set[str] = set()
         for chunk in chunks(ids):
-            found.update(
-                conn.execute(sa.select(_LM.c.model_id).where(_LM.c.model_id.in_(chunk))).scalars()
-            )
+            found.update(r[0] for r in raw.all(*in_list(_model_ids_in, chunk)))
         for model_id in ids:
             if model_id not in found:
                 raise not_found(model_id)
 
-    def _write_model_metrics(
-        self, conn: Connection, run_id: str, metrics: Sequence[Metric]
-    ) -> None:
+    def _write_model_metrics(self, raw: Raw, run_id: str, metrics: Sequence[Metric]) -> None:
         """The points of a run's batch that carry a ``model_id``, linked to their models."""
-        self._require_models(conn, {m.model_id for m in metrics if m.model_id})
+        self._require_models(raw, {m.model_id for m in metrics if m.model_id})
         rows = []
         for m in metrics:
             is_nan = math.isnan(m.value)
@@ -302,19 +312,14 @@ class SqlLoggedModels(contract.LoggedModelStore):
                 }
             )
         key = ["model_id", "key", "step", "timestamp", "run_uuid", "dataset_name"]
-        upsert(conn, t.logged_model_metrics, rows, key=[*key, "dataset_digest", "value", "is_nan"])
+        upsert(raw, t.logged_model_metrics, rows, key=[*key, "dataset_digest", "value", "is_nan"])
 
     def _load_run_models(
-        self, conn: Connection, run_ids: Sequence[str]
+        self, conn: Connection | Raw, run_ids: Sequence[str]
     ) -> dict[str, list[LoggedModelOutput]]:
-        rm = t.run_models
+        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
         out: dict[str, list[LoggedModelOutput]] = defaultdict(list)
-        for run_id, model_id, direction, step in fetch_tuples(
-            conn,
-            sa.select(rm.c.run_uuid, rm.c.model_id, rm.c.direction, rm.c.step)
-            .where(rm.c.run_uuid.in_(run_ids))
-            .order_by(rm.c.run_uuid, rm.c.direction, rm.c.step, rm.c.model_id),
-        ):
+        for run_id, model_id, direction, step in raw.all(*in_list(_run_models_of, run_ids)):
             out[run_id].append(LoggedModelOutput(model_id, step, direction))
         return out
 

@@ -49,7 +49,7 @@ from keel.store.base import TrackingStore, now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import Database, chunks, fetch_tuples, upsert
+from keel.store.sql.engine import Database, Raw, chunks, fetch_tuples, in_list, upsert
 from keel.store.sql.logged_models import SqlLoggedModels
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
@@ -92,6 +92,92 @@ def _newer_latest(stmt: Any) -> Any:
 
 
 _RUN_STAGE = sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_uuid == sa.bindparam("run_id"))
+_RUN_COLUMNS = (
+    "run_uuid",
+    "experiment_id",
+    "name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "artifact_uri",
+    "lifecycle_stage",
+)
+_RUN_ROW = sa.select(*(t.runs.c[c] for c in _RUN_COLUMNS)).where(
+    t.runs.c.run_uuid == sa.bindparam("run_id")
+)
+_UPDATE_RUN = sa.update(t.runs).where(t.runs.c.run_uuid == sa.bindparam("run_id"))
+_INSERT_RUN = sa.insert(t.runs)
+_INSERT_TAG = sa.insert(t.tags)
+_EXPERIMENT_STATE = sa.select(
+    t.experiments.c.name, t.experiments.c.lifecycle_stage, t.experiments.c.artifact_location
+).where(t.experiments.c.experiment_id == sa.bindparam("experiment_id"))
+
+
+def _latest_metrics_of(run_ids: list[Any]) -> Any:
+    lm = t.latest_metrics
+    return sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
+        lm.c.run_uuid.in_(run_ids)
+    )
+
+
+def _params_of(run_ids: list[Any]) -> Any:
+    p = t.params
+    return sa.select(p.c.run_uuid, p.c.key, p.c.value).where(p.c.run_uuid.in_(run_ids))
+
+
+def _tags_of(run_ids: list[Any]) -> Any:
+    tg = t.tags
+    return sa.select(tg.c.run_uuid, tg.c.key, tg.c.value).where(tg.c.run_uuid.in_(run_ids))
+
+
+def _inputs_of(run_ids: list[Any]) -> Any:
+    ri, ds = t.run_inputs, t.datasets
+    return (
+        sa.select(
+            ri.c.run_uuid,
+            ds.c.dataset_uuid,
+            ds.c.name,
+            ds.c.digest,
+            ds.c.source_type,
+            ds.c.source,
+            ds.c.schema,
+            ds.c.profile,
+        )
+        .join(ds, ds.c.dataset_uuid == ri.c.dataset_uuid)
+        .where(ri.c.run_uuid.in_(run_ids))
+        .order_by(ri.c.run_uuid, ds.c.name, ds.c.digest)
+    )
+
+
+def _input_tags_of(run_ids: list[Any]) -> Any:
+    it = t.input_tags
+    return (
+        sa.select(it.c.run_uuid, it.c.dataset_uuid, it.c.key, it.c.value)
+        .where(it.c.run_uuid.in_(run_ids))
+        .order_by(it.c.key)
+    )
+
+
+def _stored_params(keys: list[Any]) -> Any:
+    p = t.params
+    return sa.select(p.c.key, p.c.value).where(
+        p.c.run_uuid == sa.bindparam("run_id"), p.c.key.in_(keys)
+    )
+
+
+def _experiment_not_found(experiment_id: str) -> NotFound:
+    return NotFound(
+        f"Experiment with id {experiment_id!r} does not exist. "
+        "List experiments with `keel experiments list`."
+    )
+
+
+def _experiment_deleted(name: str, experiment_id: str) -> InvalidState:
+    return InvalidState(
+        f"Experiment {name!r} (id {experiment_id}) is deleted. Restore it with "
+        f"`keel experiments restore {experiment_id}` first."
+    )
 
 
 def _metric_value(row: Any) -> float:
@@ -241,10 +327,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
                 found = self._experiments(conn, t.experiments.c.experiment_id == exp_int)
             if found:
                 return found[0]
-        raise NotFound(
-            f"Experiment with id {experiment_id!r} does not exist. "
-            "List experiments with `keel experiments list`."
-        )
+        raise _experiment_not_found(experiment_id)
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         with self._db.read() as conn:
@@ -326,10 +409,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
     def _active_experiment(self, experiment_id: str) -> Experiment:
         exp = self.get_experiment(experiment_id)
         if exp.lifecycle_stage is not LifecycleStage.ACTIVE:
-            raise InvalidState(
-                f"Experiment {exp.name!r} (id {experiment_id}) is deleted. Restore it with "
-                f"`keel experiments restore {experiment_id}` first."
-            )
+            raise _experiment_deleted(exp.name, experiment_id)
         return exp
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
@@ -381,7 +461,6 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         tags: Sequence[RunTag],
         run_name: str | None,
     ) -> Run:
-        exp = self._active_experiment(experiment_id)
         tag_map = {tg.key: tg.value for tg in tags}
         name = run_name or tag_map.get(RUN_NAME_TAG) or generate_run_name()
         validation.validate_run_name(name)
@@ -390,43 +469,52 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         for tag in all_tags:
             validation.validate_tag(tag)
         validation.validate_int64("start_time", start_time)
+        exp_int = _exp_id_int(experiment_id)
         run_id = uuid.uuid4().hex
-        info = RunInfo(
-            run_id=run_id,
-            experiment_id=exp.experiment_id,
-            run_name=name,
-            user_id=user_id,
-            status=RunStatus.RUNNING,
-            start_time=start_time,
-            end_time=None,
-            artifact_uri=f"{exp.artifact_location}/{run_id}/artifacts",
-            lifecycle_stage=LifecycleStage.ACTIVE,
-        )
-        with self._db.write() as conn:
-            conn.execute(
-                sa.insert(t.runs).values(
-                    run_uuid=run_id,
-                    experiment_id=int(exp.experiment_id),
-                    name=name,
-                    user_id=user_id,
-                    status=info.status.value,
-                    start_time=start_time,
-                    end_time=None,
-                    artifact_uri=info.artifact_uri,
-                    lifecycle_stage=LifecycleStage.ACTIVE.value,
-                )
+        with self._db.write_raw() as raw:
+            found = raw.all(_EXPERIMENT_STATE, {"experiment_id": exp_int})
+            if exp_int is None or not found:
+                raise _experiment_not_found(experiment_id)
+            exp_name, exp_stage, exp_location = found[0]
+            if exp_stage != LifecycleStage.ACTIVE.value:
+                raise _experiment_deleted(exp_name, experiment_id)
+            info = RunInfo(
+                run_id=run_id,
+                experiment_id=str(exp_int),
+                run_name=name,
+                user_id=user_id,
+                status=RunStatus.RUNNING,
+                start_time=start_time,
+                end_time=None,
+                artifact_uri=f"{exp_location}/{run_id}/artifacts",
+                lifecycle_stage=LifecycleStage.ACTIVE,
             )
-            conn.execute(
-                sa.insert(t.tags),
+            raw.execute(
+                _INSERT_RUN,
+                {
+                    "run_uuid": run_id,
+                    "experiment_id": exp_int,
+                    "name": name,
+                    "user_id": user_id,
+                    "status": info.status.value,
+                    "start_time": start_time,
+                    "end_time": None,
+                    "artifact_uri": info.artifact_uri,
+                    "lifecycle_stage": LifecycleStage.ACTIVE.value,
+                },
+            )
+            raw.executemany(
+                _INSERT_TAG,
                 [{"run_uuid": run_id, "key": tg.key, "value": tg.value} for tg in all_tags],
             )
         return Run(info=info, data=RunData(tags=dict(tag_map)))
 
     def _run_infos(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunInfo]:
         out: dict[str, RunInfo] = {}
+        cols = [t.runs.c[c] for c in _RUN_COLUMNS]
         for chunk in chunks(run_ids):
-            for r in conn.execute(sa.select(t.runs).where(t.runs.c.run_uuid.in_(chunk))):
-                out[r.run_uuid] = _run_info(r)
+            for r in fetch_tuples(conn, sa.select(*cols).where(t.runs.c.run_uuid.in_(chunk))):
+                out[r[0]] = _run_info(r)
         return out
 
     def _load_runs(self, conn: Connection, infos: Sequence[RunInfo]) -> list[Run]:
@@ -437,28 +525,18 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         inputs: dict[str, list[DatasetInput]] = defaultdict(list)
         models: dict[str, list[LoggedModelOutput]] = {}
-        lm = t.latest_metrics
         nan = math.nan
-        # fetchall() and tuple unpacking: this loop runs once per logged value
-        # of every run on the page, up to millions of times for a big search.
+        raw = Raw.of(conn)
+        # Plain tuples and compiled-once statements: this loop runs once per
+        # logged value of every run on the page, up to millions of times.
         for chunk in chunks(ids):
-            for run_id, key, value, is_nan in fetch_tuples(
-                conn,
-                sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan).where(
-                    lm.c.run_uuid.in_(chunk)
-                ),
-            ):
+            for run_id, key, value, is_nan in raw.all(*in_list(_latest_metrics_of, chunk)):
                 metrics[run_id][key] = nan if is_nan else value
-            for table, target in ((t.params, params), (t.tags, tags)):
-                for run_id, key, value in fetch_tuples(
-                    conn,
-                    sa.select(table.c.run_uuid, table.c.key, table.c.value).where(
-                        table.c.run_uuid.in_(chunk)
-                    ),
-                ):
+            for builder, target in ((_params_of, params), (_tags_of, tags)):
+                for run_id, key, value in raw.all(*in_list(builder, chunk)):
                     target[run_id][key] = value
-            self._load_inputs(conn, chunk, inputs)
-            models.update(self._load_run_models(conn, chunk))
+            self._load_inputs(raw, chunk, inputs)
+            models.update(self._load_run_models(raw, chunk))
         return [
             Run(
                 info=i,
@@ -474,31 +552,25 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         ]
 
     def _load_inputs(
-        self, conn: Connection, run_ids: Sequence[str], out: dict[str, list[DatasetInput]]
+        self, raw: Raw, run_ids: Sequence[str], out: dict[str, list[DatasetInput]]
     ) -> None:
-        ri, ds, it = t.run_inputs, t.datasets, t.input_tags
-        rows = conn.execute(
-            sa.select(ri.c.run_uuid, ds)
-            .join(ds, ds.c.dataset_uuid == ri.c.dataset_uuid)
-            .where(ri.c.run_uuid.in_(run_ids))
-            .order_by(ri.c.run_uuid, ds.c.name, ds.c.digest)
-        ).all()
+        rows = raw.all(*in_list(_inputs_of, run_ids))
         if not rows:
             return
         input_tags: dict[tuple[str, str], list[InputTag]] = defaultdict(list)
-        for r in conn.execute(sa.select(it).where(it.c.run_uuid.in_(run_ids)).order_by(it.c.key)):
-            input_tags[(r.run_uuid, r.dataset_uuid)].append(InputTag(r.key, r.value))
-        for r in rows:
+        for run_id, dataset_id, key, value in raw.all(*in_list(_input_tags_of, run_ids)):
+            input_tags[(run_id, dataset_id)].append(InputTag(key, value))
+        for run_id, dataset_id, name, digest, source_type, source, schema, profile in rows:
             dataset = Dataset(
-                name=r.name,
-                digest=r.digest,
-                source_type=r.source_type,
-                source=r.source,
-                schema=r.schema,
-                profile=r.profile,
+                name=name,
+                digest=digest,
+                source_type=source_type,
+                source=source,
+                schema=schema,
+                profile=profile,
             )
-            tags = tuple(input_tags.get((r.run_uuid, r.dataset_uuid), ()))
-            out[r.run_uuid].append(DatasetInput(dataset=dataset, tags=tags))
+            tags = tuple(input_tags.get((run_id, dataset_id), ()))
+            out[run_id].append(DatasetInput(dataset=dataset, tags=tags))
 
     def get_run(self, run_id: str) -> Run:
         with self._db.read() as conn:
@@ -507,13 +579,14 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
                 raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
             return self._load_runs(conn, [infos[run_id]])[0]
 
-    def _run_stage(self, conn: Connection, run_id: str) -> str:
-        stage = conn.execute(_RUN_STAGE, {"run_id": run_id}).scalar()
+    def _run_stage(self, conn: Connection | Raw, run_id: str) -> str:
+        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
+        stage = raw.scalar(_RUN_STAGE, {"run_id": run_id})
         if stage is None:
             raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
         return str(stage)
 
-    def _check_active(self, conn: Connection, run_id: str) -> None:
+    def _check_active(self, conn: Connection | Raw, run_id: str) -> None:
         if self._run_stage(conn, run_id) != LifecycleStage.ACTIVE.value:
             raise InvalidState(
                 f"Run {run_id!r} is deleted, so nothing can be logged to it. Restore it with "
@@ -536,19 +609,19 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         if run_name is not None:
             validation.validate_run_name(run_name)
             values["name"] = run_name
-        with self._db.write() as conn:
-            self._check_active(conn, run_id)
+        with self._db.write_raw() as raw:
+            self._check_active(raw, run_id)
             if values:
-                conn.execute(sa.update(t.runs).where(t.runs.c.run_uuid == run_id).values(values))
+                raw.execute(_UPDATE_RUN, {**values, "run_id": run_id})
             if run_name is not None:
                 upsert(
-                    conn,
+                    raw,
                     t.tags,
                     [{"run_uuid": run_id, "key": RUN_NAME_TAG, "value": run_name}],
                     key=["run_uuid", "key"],
                     update=["value"],
                 )
-            return self._run_infos(conn, [run_id])[run_id]
+            return _run_info(raw.all(_RUN_ROW, {"run_id": run_id})[0])
 
     def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
         with self._db.write() as conn:
@@ -578,32 +651,28 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         validation.validate_batch(metrics, params, tags)
         if not (metrics or params or tags):
             return
-        with self._db.write() as conn:
-            self._check_active(conn, run_id)
+        with self._db.write_raw() as raw:
+            self._check_active(raw, run_id)
             if params:
-                self._write_params(conn, run_id, params)
+                self._write_params(raw, run_id, params)
             if tags:
                 last = {tg.key: tg.value for tg in tags}  # the last value of a key wins
                 upsert(
-                    conn,
+                    raw,
                     t.tags,
                     [{"run_uuid": run_id, "key": k, "value": v} for k, v in last.items()],
                     key=["run_uuid", "key"],
                     update=["value"],
                 )
                 if RUN_NAME_TAG in last:
-                    conn.execute(
-                        sa.update(t.runs)
-                        .where(t.runs.c.run_uuid == run_id)
-                        .values(name=last[RUN_NAME_TAG])
-                    )
+                    raw.execute(_UPDATE_RUN, {"name": last[RUN_NAME_TAG], "run_id": run_id})
             if metrics:
-                self._write_metrics(conn, run_id, metrics)
+                self._write_metrics(raw, run_id, metrics)
 
-    def _write_params(self, conn: Connection, run_id: str, params: Sequence[Param]) -> None:
+    def _write_params(self, raw: Raw, run_id: str, params: Sequence[Param]) -> None:
         wanted = {p.key: p.value for p in params}
         upsert(
-            conn,
+            raw,
             t.params,
             [{"run_uuid": run_id, "key": k, "value": v} for k, v in wanted.items()],
             key=["run_uuid", "key"],
@@ -611,22 +680,18 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         # Read back what is stored: a differing value means the param was
         # already logged, by us or by a concurrent writer.
         for chunk in chunks(list(wanted)):
-            for r in conn.execute(
-                sa.select(t.params.c.key, t.params.c.value).where(
-                    t.params.c.run_uuid == run_id, t.params.c.key.in_(chunk)
-                )
-            ):
-                if r.value != wanted[r.key]:
+            for key, value in raw.all(*in_list(_stored_params, chunk, run_id=run_id)):
+                if value != wanted[key]:
                     raise InvalidParameter(
-                        f"Param {r.key!r} of run {run_id} was already logged with value "
-                        f"{r.value!r}; cannot change it to {wanted[r.key]!r}. Params are "
+                        f"Param {key!r} of run {run_id} was already logged with value "
+                        f"{value!r}; cannot change it to {wanted[key]!r}. Params are "
                         "immutable: log the new value under another key or start a new run."
                     )
 
-    def _write_metrics(self, conn: Connection, run_id: str, metrics: Sequence[Metric]) -> None:
+    def _write_metrics(self, raw: Raw, run_id: str, metrics: Sequence[Metric]) -> None:
         rows = [_metric_row(run_id, m) for m in metrics]
         upsert(
-            conn, t.metrics, rows, key=["run_uuid", "key", "step", "timestamp", "value", "is_nan"]
+            raw, t.metrics, rows, key=["run_uuid", "key", "step", "timestamp", "value", "is_nan"]
         )
         newest: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -638,7 +703,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             ):
                 newest[row["key"]] = row
         upsert(
-            conn,
+            raw,
             t.latest_metrics,
             list(newest.values()),
             key=["run_uuid", "key"],
@@ -647,7 +712,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         )
         linked = [m for m in metrics if m.model_id]
         if linked:
-            self._write_model_metrics(conn, run_id, linked)
+            self._write_model_metrics(raw, run_id, linked)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._db.write() as conn:
@@ -824,7 +889,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         skip = offset
         for segment in segments:
             stmt = (
-                sa.select(t.runs)
+                sa.select(*(t.runs.c[c] for c in _RUN_COLUMNS))
                 .select_from(segment.source)
                 .where(*where, segment.condition)
                 .order_by(*segment.order_by)
@@ -840,17 +905,19 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
         return found
 
 
-def _run_info(r: Any) -> RunInfo:
+def _run_info(r: Sequence[Any]) -> RunInfo:
+    """A RunInfo from a row of the ``_RUN_COLUMNS``, in that order."""
+    run_id, exp_id, name, user_id, status, start, end, artifact_uri, stage = r
     return RunInfo(
-        run_id=r.run_uuid,
-        experiment_id=str(r.experiment_id),
-        run_name=r.name,
-        user_id=r.user_id,
-        status=RunStatus(r.status),
-        start_time=r.start_time,
-        end_time=r.end_time,
-        artifact_uri=r.artifact_uri,
-        lifecycle_stage=LifecycleStage(r.lifecycle_stage),
+        run_id=run_id,
+        experiment_id=str(exp_id),
+        run_name=name,
+        user_id=user_id,
+        status=RunStatus(status),
+        start_time=start,
+        end_time=end,
+        artifact_uri=artifact_uri,
+        lifecycle_stage=LifecycleStage(stage),
     )
 
 
