@@ -17,8 +17,13 @@ from typing import Any
 
 @contextlib.contextmanager
 def serve(app: Any, start_timeout: float = 10.0) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yield its base URL."""
+    """Serve ``app`` until the block ends; yield its base URL.
+
+    With the HTTP protocol ``keel server`` runs, so tests see what users get.
+    """
     import uvicorn
+
+    from keel.server.protocol import http_protocol
 
     # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on
     # sockets that say they are TCP, and with Nagle on every request waits ~40 ms
@@ -26,7 +31,9 @@ def serve(app: Any, start_timeout: float = 10.0) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", http=http_protocol())
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout

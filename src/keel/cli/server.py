@@ -65,6 +65,7 @@ def server(
     require("fastapi", "server", "keel server")
     import uvicorn
 
+    from keel.server.protocol import http_protocol
     from keel.uris import resolve_tracking_uri
 
     # Workers are separate processes: they rebuild the app from the environment.
@@ -98,7 +99,7 @@ def server(
         port=port,
         workers=workers,
         log_level="warning",
-        http="keel.server.protocol:NoDelayH11Protocol",
+        http=http_protocol(),
     )
 
 

@@ -19,12 +19,18 @@ True
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import re
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +42,8 @@ from keel.server.config import DEFAULT_MAX_ARTIFACT_BYTES
 from keel.server.wire import Field, parse
 from keel.store.base import TrackingStore
 from keel.store.registry import RegistryStore
+
+_log = logging.getLogger("keel.server")
 
 API_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # log-batch at its limits is well under 1 MB
@@ -67,6 +75,130 @@ class ServerContext:
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
 
+ASGIScope = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+# Threads for the stores' blocking calls (as many as Starlette's default pool).
+_WORKERS = 40
+
+
+class KeelApp(FastAPI):
+    """FastAPI, with the RPC endpoints dispatched straight from the ASGI scope.
+
+    For a one-value write (log-metric), Starlette's routing (a regex match per
+    route, tried in order over some 130 routes), its request and middleware
+    layers and AnyIO's thread hand-off cost about as much CPU as the write
+    itself. Endpoints without path parameters are looked up here by method
+    and path in a dict and served by :meth:`_serve` with the same parsing,
+    limits, errors and JSON as the mounted routes; everything else (path
+    parameters, the artifact proxy, ``/openapi.json``, 404s and 405s) goes
+    through FastAPI.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rpc: dict[tuple[str, str], tuple[Endpoint, ServerContext]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            hit = self.rpc.get((scope["method"], scope["path"]))
+            if hit is not None and not scope.get("root_path"):
+                await self._serve(*hit, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _serve(
+        self,
+        endpoint: Endpoint,
+        ctx: ServerContext,
+        scope: ASGIScope,
+        receive: ASGIReceive,
+        send: ASGISend,
+    ) -> None:
+        try:
+            if endpoint.method == "GET":
+                data = _query(endpoint, scope["query_string"])
+            else:
+                headers = dict(scope["headers"])
+                data = _body_json(
+                    await _read_body(receive, headers.get(b"content-length"), ctx.max_body_bytes),
+                    headers.get(b"content-type", b"").decode("latin-1"),
+                )
+            args = parse(endpoint.fields, data)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="keel-rpc")
+            loop = asyncio.get_running_loop()
+            status, body = await loop.run_in_executor(
+                self._pool, _handle_raw, endpoint.handler, ctx, args
+            )
+        except _Disconnected:
+            return  # nobody to answer
+        except Exception as exc:  # answered as the routes' handlers answer
+            status, body = _error_body(exc)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: ASGIReceive, declared: bytes | None, limit: int) -> bytes:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(limit)
+        if not message.get("more_body", False):
+            return body
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+def _query(endpoint: Endpoint, query_string: bytes) -> dict[str, Any]:
+    # As Starlette's QueryParams: the last value of a key wins, list fields take all.
+    pairs = urllib.parse.parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    lists = {f.name for f in endpoint.fields if f.kind.endswith("[]")}
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in lists:
+            out.setdefault(key, []).append(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _handle_raw(handler: Handler, ctx: ServerContext, args: dict[str, Any]) -> tuple[int, bytes]:
+    try:
+        return 200, _dumps(handler(ctx, args))
+    except Exception as exc:  # answered as the routes' handlers answer
+        return _error_body(exc)
+
+
+def _error_body(exc: Exception) -> tuple[int, bytes]:
+    if isinstance(exc, KeelError):
+        return exc.http_status, _dumps({"error_code": exc.error_code, "message": exc.message})
+    if isinstance(exc, _TooLarge):
+        return 413, _dumps({"error_code": "INVALID_PARAMETER_VALUE", "message": str(exc)})
+    _log.error("Unexpected error serving a request", exc_info=exc)
+    return 500, _dumps({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+
+
 def create_app(
     tracking: TrackingStore,
     registry: RegistryStore | None = None,
@@ -74,7 +206,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     artifacts_destination: str | None = None,
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
-) -> FastAPI:
+) -> KeelApp:
     """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``).
 
     With ``artifacts_destination`` (a directory) it also proxies artifacts, as
@@ -93,7 +225,7 @@ def create_app(
     if registry is None:
         registry = _registry_beside(tracking)
 
-    app = FastAPI(
+    app = KeelApp(
         title="Keel",
         version=__version__,
         description="MLflow's REST API (tracking and registry), served by Keel.",
@@ -158,7 +290,7 @@ def _registry_beside(tracking: TrackingStore) -> RegistryStore | None:
     return None
 
 
-def _mount(app: FastAPI, ctx: ServerContext, endpoint: Endpoint) -> None:
+def _mount(app: KeelApp, ctx: ServerContext, endpoint: Endpoint) -> None:
     async def call(request: Request) -> Response:
         args = parse(endpoint.fields, await _request_data(request, endpoint, ctx))
         # Encode in the worker thread too: a 10k-point history is ~30 ms of
@@ -168,6 +300,8 @@ def _mount(app: FastAPI, ctx: ServerContext, endpoint: Endpoint) -> None:
     for prefix in API_PREFIXES:
         path = prefix + endpoint.path
         ctx.endpoints.setdefault(f"{endpoint.method} {path}", endpoint)
+        if not _PATH_PARAM.search(endpoint.path):
+            app.rpc.setdefault((endpoint.method, path), (endpoint, ctx))
         app.add_api_route(
             path,
             call,
@@ -206,18 +340,27 @@ async def _query_or_body(request: Request, endpoint: Endpoint, ctx: ServerContex
         body += chunk
         if len(body) > ctx.max_body_bytes:
             raise _TooLarge(ctx.max_body_bytes)
+    return _body_json(body, request.headers.get("content-type", ""))
+
+
+def _body_json(body: bytes, content_type: str) -> Any:
     if not body.strip():
         return {}
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = content_type.split(";")[0].strip().lower()
     if content_type != "application/json":
         raise InvalidParameter(
             "Bad Request. Content-Type must be one of ['application/json'], "
             f"not {content_type or 'none'!r}."
         )
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise InvalidParameter(f"The request body is not valid JSON: {exc}") from None
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson is strict; Python's json also takes what Python clients send
+        # for non-finite floats (NaN, Infinity), which the wire format allows.
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise InvalidParameter(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidParameter("The request body must be a JSON object.")
     return data
@@ -228,11 +371,15 @@ class _TooLarge(Exception):
         super().__init__(f"The request body exceeds the server's limit of {limit} bytes.")
 
 
+def _dumps(data: Any) -> bytes:
+    # orjson: a 100-run search page encodes in 0.13 ms instead of json's 1.6 ms.
+    # wire.py has already turned non-finite doubles into strings, so the
+    # output is strict JSON.
+    return orjson.dumps(data)
+
+
 def _json(data: Any, status: int = 200) -> Response:
-    # allow_nan=False: wire.py already turned non-finite doubles into strings,
-    # and strict JSON is what every client can parse.
-    body = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(_dumps(data), status_code=status, media_type="application/json")
 
 
 def _error(code: str, message: str, status: int) -> Response:
@@ -316,8 +463,13 @@ def app_from_environment() -> FastAPI:
     # Proxying: new experiments get mlflow-artifacts:/<id>, as MLflow's --serve-artifacts.
     tracking = open_store(uri, PROXY_ARTIFACT_ROOT if destination else None)
     # The registry shares the tracking store's database (engine, writer lock).
-    return create_app(
+    app = create_app(
         tracking,
         artifacts_destination=destination,
         max_artifact_bytes=int(limit) if limit else DEFAULT_MAX_ARTIFACT_BYTES,
     )
+    # Everything imported and built so far lives as long as the process: out
+    # of the collector's sight, full collections stop walking it (gc.freeze).
+    gc.collect()
+    gc.freeze()
+    return app
