@@ -12,6 +12,8 @@ Workloads (as in ../shared/bench/tracking_bench.py):
   W1     runs/create (5 tags) + runs/log-batch (10 params, 2 metrics) + runs/update, N runs
   W2raw  runs/log-metric one value per POST
   W3     runs/log-batch of 1000 metrics
+  W4     runs/search with a metric and a param filter, ordered by a metric, over 200 runs
+  W4b    runs/search listing the same 200 runs in pages of 100
   W5raw  metrics/get-history of a 10,000-step metric
 """
 
@@ -95,6 +97,54 @@ def w1(c: Client, n: int) -> int:
     return n
 
 
+def _searchable(c: Client, runs: int) -> str:
+    """An experiment of ``runs`` runs shaped like the benchmark's W1 runs."""
+    exp = c.call("POST", "experiments/create", {"name": f"w4-{time.time()}"})["experiment_id"]
+    for i in range(runs):
+        run = c.call("POST", "runs/create", {"experiment_id": exp, "start_time": _now()})
+        ts = _now()
+        c.call(
+            "POST",
+            "runs/log-batch",
+            {
+                "run_id": run["run"]["info"]["run_id"],
+                "metrics": [
+                    {"key": "acc", "value": (i * 37 % 100) / 100, "timestamp": ts, "step": 0},
+                    {"key": "loss", "value": (i * 53 % 100) / 100, "timestamp": ts, "step": 0},
+                ],
+                "params": [{"key": "p0", "value": "abc"[i % 3]}]
+                + [{"key": f"p{j}", "value": str(j * 1000 + i)} for j in range(1, 10)],
+                "tags": [{"key": f"tag{j}", "value": f"value-{j}-{i % 7}"} for j in range(5)],
+            },
+        )
+    return str(exp)
+
+
+def w4(c: Client, n: int) -> int:
+    exp = _searchable(c, 200)
+    for q in range(n):
+        body = {
+            "experiment_ids": [exp],
+            "filter": f"metrics.acc > {0.9 * (q % 50) / 50:.3f} and params.p0 = '{'abc'[q % 3]}'",
+            "order_by": ["metrics.loss ASC"],
+            "max_results": 100,
+        }
+        c.call("POST", "runs/search", body)
+    return n
+
+
+def w4b(c: Client, n: int) -> int:
+    exp = _searchable(c, 200)
+    for _ in range(n):
+        token = None
+        while True:
+            body = {"experiment_ids": [exp], "max_results": 100, "page_token": token}
+            token = c.call("POST", "runs/search", body).get("next_page_token")
+            if not token:
+                break
+    return n
+
+
 def _run(c: Client, name: str) -> str:
     exp = c.call("POST", "experiments/create", {"name": f"{name}-{time.time()}"})["experiment_id"]
     body = {"experiment_id": exp, "start_time": _now(), "run_name": name}
@@ -136,7 +186,14 @@ def w5raw(c: Client, n: int) -> int:
     return n
 
 
-WORKLOADS = {"W1": (w1, 300), "W2raw": (w2raw, 4000), "W3": (w3, 60), "W5raw": (w5raw, 40)}
+WORKLOADS = {
+    "W1": (w1, 300),
+    "W2raw": (w2raw, 4000),
+    "W3": (w3, 60),
+    "W4": (w4, 300),
+    "W4b": (w4b, 100),
+    "W5raw": (w5raw, 40),
+}
 
 
 # Leaves where a thread waits rather than works (py-spy without --idle still
