@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -98,40 +98,26 @@ class KeelApp(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rpc: dict[tuple[str, str], tuple[Endpoint, ServerContext]] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self.rpc: dict[tuple[str, str], Endpoint] = {}
+        self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="keel-rpc")
 
     async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] == "http":
-            hit = self.rpc.get((scope["method"], scope["path"]))
-            if hit is not None and not scope.get("root_path"):
-                await self._serve(*hit, scope, receive, send)
+        if scope["type"] == "http" and not scope.get("root_path"):
+            endpoint = self.rpc.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await self._serve(endpoint, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
     async def _serve(
-        self,
-        endpoint: Endpoint,
-        ctx: ServerContext,
-        scope: ASGIScope,
-        receive: ASGIReceive,
-        send: ASGISend,
+        self, endpoint: Endpoint, scope: ASGIScope, receive: ASGIReceive, send: ASGISend
     ) -> None:
+        ctx: ServerContext = self.state.keel
         try:
-            if endpoint.method == "GET":
-                data = _query(endpoint, scope["query_string"])
-            else:
-                headers = dict(scope["headers"])
-                data = _body_json(
-                    await _read_body(receive, headers.get(b"content-length"), ctx.max_body_bytes),
-                    headers.get(b"content-type", b"").decode("latin-1"),
-                )
-            args = parse(endpoint.fields, data)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="keel-rpc")
+            args = parse(endpoint.fields, await _request_fields(endpoint, ctx, scope, receive))
             loop = asyncio.get_running_loop()
             status, body = await loop.run_in_executor(
-                self._pool, _handle_raw, endpoint.handler, ctx, args
+                self._pool, _handle, endpoint.handler, ctx, args
             )
         except _Disconnected:
             return  # nobody to answer
@@ -148,6 +134,17 @@ class KeelApp(FastAPI):
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _request_fields(
+    endpoint: Endpoint, ctx: ServerContext, scope: ASGIScope, receive: ASGIReceive
+) -> Any:
+    """The request's query (GET) or JSON body, before ``parse`` checks the fields."""
+    if endpoint.method == "GET":
+        return _query(endpoint, scope["query_string"])
+    headers = dict(scope["headers"])
+    body = await _read_body(receive, headers.get(b"content-length"), ctx.max_body_bytes)
+    return _body_json(body, headers.get(b"content-type", b"").decode("latin-1"))
 
 
 async def _read_body(receive: ASGIReceive, declared: bytes | None, limit: int) -> bytes:
@@ -183,7 +180,8 @@ def _query(endpoint: Endpoint, query_string: bytes) -> dict[str, Any]:
     return out
 
 
-def _handle_raw(handler: Handler, ctx: ServerContext, args: dict[str, Any]) -> tuple[int, bytes]:
+def _handle(handler: Handler, ctx: ServerContext, args: dict[str, Any]) -> tuple[int, bytes]:
+    """Status and JSON body of one call; run in a worker thread, encoding included."""
     try:
         return 200, _dumps(handler(ctx, args))
     except Exception as exc:  # answered as the routes' handlers answer
@@ -294,14 +292,15 @@ def _mount(app: KeelApp, ctx: ServerContext, endpoint: Endpoint) -> None:
     async def call(request: Request) -> Response:
         args = parse(endpoint.fields, await _request_data(request, endpoint, ctx))
         # Encode in the worker thread too: a 10k-point history is ~30 ms of
-        # json.dumps that would otherwise stall every other connection.
-        return await run_in_threadpool(_handle, endpoint.handler, ctx, args)
+        # JSON encoding that would otherwise stall every other connection.
+        status, body = await run_in_threadpool(_handle, endpoint.handler, ctx, args)
+        return Response(body, status_code=status, media_type="application/json")
 
     for prefix in API_PREFIXES:
         path = prefix + endpoint.path
         ctx.endpoints.setdefault(f"{endpoint.method} {path}", endpoint)
         if not _PATH_PARAM.search(endpoint.path):
-            app.rpc.setdefault((endpoint.method, path), (endpoint, ctx))
+            app.rpc.setdefault((endpoint.method, path), endpoint)
         app.add_api_route(
             path,
             call,
@@ -313,34 +312,14 @@ def _mount(app: KeelApp, ctx: ServerContext, endpoint: Endpoint) -> None:
         )
 
 
-def _handle(handler: Handler, ctx: ServerContext, args: dict[str, Any]) -> Response:
-    return _json(handler(ctx, args))
-
-
 async def _request_data(request: Request, endpoint: Endpoint, ctx: ServerContext) -> Any:
-    data = await _query_or_body(request, endpoint, ctx)
+    data = await _request_fields(endpoint, ctx, request.scope, request.receive)
     # Segments the endpoint declares (/logged-models/{model_id}) win over the same
     # field in the body; a route's other path parameters are not request fields.
     declared = _PATH_PARAM.findall(endpoint.path)
     if not declared:
         return data
     return {**data, **{name: request.path_params[name] for name in declared}}
-
-
-async def _query_or_body(request: Request, endpoint: Endpoint, ctx: ServerContext) -> Any:
-    if endpoint.method == "GET":
-        query = request.query_params
-        lists = {f.name for f in endpoint.fields if f.kind.endswith("[]")}
-        return {key: query.getlist(key) if key in lists else query.get(key) for key in query}
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > ctx.max_body_bytes:
-        raise _TooLarge(ctx.max_body_bytes)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > ctx.max_body_bytes:
-            raise _TooLarge(ctx.max_body_bytes)
-    return _body_json(body, request.headers.get("content-type", ""))
 
 
 def _body_json(body: bytes, content_type: str) -> Any:
@@ -388,12 +367,10 @@ def _error(code: str, message: str, status: int) -> Response:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KeelError)
-    async def keel_error(request: Request, exc: KeelError) -> Response:
-        return _error(exc.error_code, exc.message, exc.http_status)
-
     @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> Response:
-        return _error("INVALID_PARAMETER_VALUE", str(exc), 413)
+    async def client_error(request: Request, exc: Exception) -> Response:
+        status, body = _error_body(exc)
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -406,12 +383,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error("BAD_REQUEST", str(exc.detail), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> JSONResponse:
+    async def bug(request: Request, exc: Exception) -> Response:
         # A bug, not the client's doing: the one case that answers 5xx.
-        return JSONResponse(
-            {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"},
-            status_code=500,
-        )
+        status, body = _error_body(exc)
+        return Response(body, status_code=status, media_type="application/json")
 
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")

@@ -50,7 +50,6 @@ from __future__ import annotations
 import email.utils
 import errno
 import hashlib
-import json
 import mimetypes
 import os
 import re
@@ -71,7 +70,7 @@ from starlette.requests import ClientDisconnect
 from keel.artifacts.s3 import S3ArtifactRepository
 from keel.entities import FileInfo
 from keel.errors import InvalidParameter, KeelError, NotFound
-from keel.server.app import Endpoint, _request_data
+from keel.server.app import Endpoint, _json, _request_data
 from keel.server.config import is_local_destination, is_s3_destination, local_path_of
 from keel.server.wire import Field, parse
 
@@ -466,11 +465,6 @@ def _disposition(name: str) -> str:
         return f"attachment; filename={name}"  # MLflow's form
     fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _json(data: dict[str, Any], status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":"))
-    return Response(body, status_code=status, media_type="application/json")
 
 
 async def _chunks(fh: Readable) -> AsyncIterator[bytes]:

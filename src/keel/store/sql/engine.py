@@ -16,6 +16,7 @@ SQLite is set up the way an embedded, multi-process store needs it:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -111,19 +112,14 @@ class Database:
     @contextmanager
     def write_raw(self) -> Iterator[Raw]:
         """Like :meth:`write`, but on the driver's connection: for the hot one-row writes."""
-        if self.dialect_name == "sqlite":
-            with self._write_lock:
-                fairy = self._writer.raw_connection()
-                try:
-                    dbapi: Any = fairy.dbapi_connection
-                    dbapi.execute("BEGIN IMMEDIATE")
-                    yield from _committed(dbapi, self._writer.dialect)
-                finally:
-                    fairy.close()
-        else:
+        sqlite = self.dialect_name == "sqlite"
+        with self._write_lock if sqlite else contextlib.nullcontext():
             fairy = self._writer.raw_connection()
             try:
-                yield from _committed(fairy.dbapi_connection, self._writer.dialect)
+                dbapi: Any = fairy.dbapi_connection
+                if sqlite:  # psycopg opens its transaction by itself
+                    dbapi.execute("BEGIN IMMEDIATE")
+                yield from _committed(dbapi, self._writer.dialect)
             finally:
                 fairy.close()
 
@@ -304,7 +300,7 @@ def upsert(
     """
     if not rows:
         return
-    dialect = conn.dialect.name if isinstance(conn, Connection) else conn.dialect_name
+    dialect = conn.dialect.name
     cache_key = (dialect, table, tuple(key), tuple(update), where)
     stmt = _UPSERTS.get(cache_key)
     if stmt is None:
@@ -347,26 +343,24 @@ class Raw:
     [(1,)]
     """
 
-    __slots__ = ("_cursor", "_dialect")
+    __slots__ = ("_cursor", "dialect")
 
     def __init__(self, dbapi_connection: Any, dialect: sa.Dialect) -> None:
         self._cursor = dbapi_connection.cursor()
-        self._dialect = dialect
+        self.dialect = dialect
 
     @classmethod
-    def of(cls, conn: Connection) -> Raw:
+    def of(cls, conn: Connection | Raw) -> Raw:
         """The driver connection under ``conn``, inside ``conn``'s transaction."""
+        if isinstance(conn, Raw):
+            return conn
         return cls(conn.connection.dbapi_connection, conn.dialect)
 
-    @property
-    def dialect_name(self) -> str:
-        return str(self._dialect.name)
-
     def _sql(self, stmt: Any, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
-        key = (id(stmt), self._dialect.name, names)
+        key = (id(stmt), self.dialect.name, names)
         hit = _COMPILED.get(key)
         if hit is None or hit[0] is not stmt:
-            compiled = stmt.compile(dialect=self._dialect, column_keys=list(names))
+            compiled = stmt.compile(dialect=self.dialect, column_keys=list(names))
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
             hit = _COMPILED[key] = (stmt, compiled.string, order)
         return hit[1], hit[2]

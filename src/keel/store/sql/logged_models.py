@@ -284,7 +284,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
         for model_id in ids:
             if not isinstance(model_id, str) or len(model_id) > _MAX_ID_LENGTH:
                 raise not_found(str(model_id)[:80])
-        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
+        raw = Raw.of(conn)
         found: set[str] = set()
         for chunk in chunks(ids):
             found.update(r[0] for r in raw.all(*in_list(_model_ids_in, chunk)))
@@ -317,7 +317,7 @@ class SqlLoggedModels(contract.LoggedModelStore):
     def _load_run_models(
         self, conn: Connection | Raw, run_ids: Sequence[str]
     ) -> dict[str, list[LoggedModelOutput]]:
-        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
+        raw = Raw.of(conn)
         out: dict[str, list[LoggedModelOutput]] = defaultdict(list)
         for run_id, model_id, direction, step in raw.all(*in_list(_run_models_of, run_ids)):
             out[run_id].append(LoggedModelOutput(model_id, step, direction))

@@ -103,15 +103,16 @@ _RUN_COLUMNS = (
     "artifact_uri",
     "lifecycle_stage",
 )
-_RUN_ROW = sa.select(*(t.runs.c[c] for c in _RUN_COLUMNS)).where(
-    t.runs.c.run_uuid == sa.bindparam("run_id")
-)
 _UPDATE_RUN = sa.update(t.runs).where(t.runs.c.run_uuid == sa.bindparam("run_id"))
 _INSERT_RUN = sa.insert(t.runs)
 _INSERT_TAG = sa.insert(t.tags)
 _EXPERIMENT_STATE = sa.select(
     t.experiments.c.name, t.experiments.c.lifecycle_stage, t.experiments.c.artifact_location
 ).where(t.experiments.c.experiment_id == sa.bindparam("experiment_id"))
+
+
+def _runs_of(run_ids: list[Any]) -> Any:
+    return sa.select(*(t.runs.c[c] for c in _RUN_COLUMNS)).where(t.runs.c.run_uuid.in_(run_ids))
 
 
 def _latest_metrics_of(run_ids: list[Any]) -> Any:
@@ -470,10 +471,12 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             validation.validate_tag(tag)
         validation.validate_int64("start_time", start_time)
         exp_int = _exp_id_int(experiment_id)
+        if exp_int is None:
+            raise _experiment_not_found(experiment_id)
         run_id = uuid.uuid4().hex
         with self._db.write_raw() as raw:
             found = raw.all(_EXPERIMENT_STATE, {"experiment_id": exp_int})
-            if exp_int is None or not found:
+            if not found:
                 raise _experiment_not_found(experiment_id)
             exp_name, exp_stage, exp_location = found[0]
             if exp_stage != LifecycleStage.ACTIVE.value:
@@ -509,11 +512,11 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             )
         return Run(info=info, data=RunData(tags=dict(tag_map)))
 
-    def _run_infos(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+    def _run_infos(self, conn: Connection | Raw, run_ids: Sequence[str]) -> dict[str, RunInfo]:
+        raw = Raw.of(conn)
         out: dict[str, RunInfo] = {}
-        cols = [t.runs.c[c] for c in _RUN_COLUMNS]
         for chunk in chunks(run_ids):
-            for r in fetch_tuples(conn, sa.select(*cols).where(t.runs.c.run_uuid.in_(chunk))):
+            for r in raw.all(*in_list(_runs_of, chunk)):
                 out[r[0]] = _run_info(r)
         return out
 
@@ -580,7 +583,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             return self._load_runs(conn, [infos[run_id]])[0]
 
     def _run_stage(self, conn: Connection | Raw, run_id: str) -> str:
-        raw = conn if isinstance(conn, Raw) else Raw.of(conn)
+        raw = Raw.of(conn)
         stage = raw.scalar(_RUN_STAGE, {"run_id": run_id})
         if stage is None:
             raise NotFound(f"Run {run_id!r} does not exist. Find runs with `keel runs list`.")
@@ -621,7 +624,7 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
                     key=["run_uuid", "key"],
                     update=["value"],
                 )
-            return _run_info(raw.all(_RUN_ROW, {"run_id": run_id})[0])
+            return self._run_infos(raw, [run_id])[run_id]
 
     def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
         with self._db.write() as conn:
