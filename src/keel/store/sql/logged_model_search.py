@@ -13,15 +13,14 @@ to every value.
 ... # doctest: +NORMALIZE_WHITESPACE
 SELECT logged_models.model_id FROM logged_models
 WHERE logged_models.name = :name_1 AND (EXISTS (SELECT * FROM logged_model_metrics AS
-logged_model_metrics_1 WHERE logged_model_metrics_1.model_id = logged_models.model_id
-AND logged_model_metrics_1.key = :key_1 AND NOT logged_model_metrics_1.is_nan
-AND logged_model_metrics_1.value > :value_1))
+f_logged_model_metrics WHERE f_logged_model_metrics.model_id = logged_models.model_id
+AND f_logged_model_metrics.key = :key_1 AND NOT f_logged_model_metrics.is_nan
+AND f_logged_model_metrics.value > :value_1))
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +33,9 @@ from keel.store.sql.search import (
     Condition,
     OrderClause,
     combine,
+    filter_alias,
     integer_condition,
+    metric_value_condition,
     ordered,
     string_condition,
 )
@@ -52,13 +53,6 @@ _COLUMNS: dict[str, sa.Column[Any]] = {
     "last_updated_time": _LM.c.last_updated_time,
 }
 _INTEGERS = frozenset({"creation_time", "last_updated_time"})
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 
 # (dataset_name, dataset_digest or None): the datasets a search's metrics are restricted to.
 DatasetRef = tuple[str, "str | None"]
@@ -107,15 +101,12 @@ def _on_datasets(m: Any, datasets: Sequence[DatasetRef]) -> list[Condition]:
 
 
 def _metric_condition(c: Comparison, datasets: Sequence[DatasetRef]) -> Condition:
-    m = schema.logged_model_metrics.alias()
-    assert isinstance(c.value, (int, float)), c
-    value = float(c.value)
-    if c.op == "!=":
-        matches = sa.or_(m.c.is_nan, m.c.value != value)
-    else:
-        matches = sa.and_(sa.not_(m.c.is_nan), _COMPARE[c.op](m.c.value, value))
+    m = filter_alias(schema.logged_model_metrics)
     return sa.exists().where(
-        m.c.model_id == _LM.c.model_id, m.c.key == c.key, *_on_datasets(m, datasets), matches
+        m.c.model_id == _LM.c.model_id,
+        m.c.key == c.key,
+        *_on_datasets(m, datasets),
+        metric_value_condition(m, c),
     )
 
 

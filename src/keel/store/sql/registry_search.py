@@ -19,9 +19,9 @@ Deleted versions (tombstones) are never matched: the store adds
 >>> print(sa.select(schema.registered_models.c.name).where(cond))
 ... # doctest: +NORMALIZE_WHITESPACE
 SELECT registered_models.name FROM registered_models
-WHERE NOT (EXISTS (SELECT * FROM registered_model_tags AS registered_model_tags_1
-WHERE registered_model_tags_1.name = registered_models.name
-AND registered_model_tags_1.key = :key_1 AND registered_model_tags_1.value = :value_1))
+WHERE NOT (EXISTS (SELECT * FROM registered_model_tags AS f_registered_model_tags
+WHERE f_registered_model_tags.name = registered_models.name
+AND f_registered_model_tags.key = :key_1 AND f_registered_model_tags.value = :value_1))
 AND registered_models.name LIKE :name_1 ESCAPE '\\'
 """
 
@@ -40,6 +40,7 @@ from keel.store.sql.search import (
     Condition,
     OrderClause,
     combine,
+    filter_alias,
     integer_condition,
     ordered,
     string_condition,
@@ -124,7 +125,7 @@ def _version_comparison(c: Comparison) -> Condition:
 def tag_condition(
     table: sa.Table, owner: Sequence[tuple[str, sa.Column[Any]]], c: Comparison
 ) -> Condition:
-    t = table.alias()
+    t = filter_alias(table)
     same_key = [t.c[column] == parent for column, parent in owner]
     same_key.append(t.c.key == c.key)
     if c.op == "!=":

@@ -166,7 +166,7 @@ def _experiment_comparison(c: Comparison) -> Condition:
 
 
 @functools.cache
-def _filter_alias(table: sa.Table) -> Any:
+def filter_alias(table: sa.Table) -> Any:
     """The one alias of ``table`` that every filter subquery uses.
 
     A fresh alias costs ~200 µs to build its column collection, more than the
@@ -177,23 +177,28 @@ def _filter_alias(table: sa.Table) -> Any:
     return table.alias(f"f_{table.name}")
 
 
-def _metric_condition(c: Comparison) -> Condition:
-    """The run's latest value compared as a float; NaN only satisfies ``!=``."""
-    lm = _filter_alias(schema.latest_metrics)
+def metric_value_condition(metrics: Any, c: Comparison) -> Condition:
+    """A metric row's ``value``/``is_nan`` compared as a float; NaN only satisfies ``!=``."""
     assert isinstance(c.value, (int, float)), c
     value = float(c.value)
     if c.op == "!=":
-        matches = sa.or_(lm.c.is_nan, lm.c.value != value)
-    else:
-        matches = sa.and_(sa.not_(lm.c.is_nan), _COMPARE[c.op](lm.c.value, value))
-    return sa.exists().where(lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == c.key, matches)
+        return sa.or_(metrics.c.is_nan, metrics.c.value != value)
+    return sa.and_(sa.not_(metrics.c.is_nan), _COMPARE[c.op](metrics.c.value, value))
+
+
+def _metric_condition(c: Comparison) -> Condition:
+    """The run's latest value compared as a float."""
+    lm = filter_alias(schema.latest_metrics)
+    return sa.exists().where(
+        lm.c.run_uuid == schema.runs.c.run_uuid, lm.c.key == c.key, metric_value_condition(lm, c)
+    )
 
 
 def _keyed_condition(
     table: sa.Table, owner: str, parent: sa.Column[Any], c: Comparison
 ) -> Condition:
     """Params and tags: a missing key satisfies only ``IS NULL``, not even ``!=``."""
-    t = _filter_alias(table)
+    t = filter_alias(table)
     same_key = [t.c[owner] == parent, t.c.key == c.key]
     if c.op == "IS NULL":
         return ~sa.exists().where(*same_key)
@@ -206,14 +211,14 @@ def _dataset_condition(c: Comparison) -> Condition:
     """True when any of the run's dataset inputs matches."""
     runs = schema.runs
     if c.key == "context":
-        it = _filter_alias(schema.input_tags)
+        it = filter_alias(schema.input_tags)
         return sa.exists().where(
             it.c.run_uuid == runs.c.run_uuid,
             it.c.key == CONTEXT_TAG,
             string_condition(it.c.value, c),
         )
-    ri = _filter_alias(schema.run_inputs)
-    ds = _filter_alias(schema.datasets)
+    ri = filter_alias(schema.run_inputs)
+    ds = filter_alias(schema.datasets)
     return sa.exists().where(
         ri.c.run_uuid == runs.c.run_uuid,
         ds.c.dataset_uuid == ri.c.dataset_uuid,
