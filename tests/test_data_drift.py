@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from keel.data.drift import FDR, _benjamini_hochberg, drift
+from keel.data.drift_report import FDR, _benjamini_hochberg, drift
 from keel.data.frames import DataError
-from keel.data.profile import profile
+from keel.data.profiles import profile
 
 
 def _normal(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 
 from data_frames import SHIFTED, frame
-from keel.data.drift import drift
-from keel.data.profile import profile
+from keel.data.drift_report import drift
+from keel.data.profiles import profile
 
 TRIALS = 200
 

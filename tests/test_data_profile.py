@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from data_frames import frame
 from keel.data.frames import DataError, Kind
-from keel.data.profile import Profile, profile, profile_batches
+from keel.data.profiles import Profile, profile, profile_batches
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import TRACKING_URI_HELP, db, experiments, models, registry, runs
+from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, registry, runs
 from keel.cli.demo import demo
 from keel.cli.server import server
 from keel.errors import KeelError
@@ -68,6 +68,7 @@ app.add_typer(runs.app, name="runs")
 registry.register_commands(models.app)
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
+app.add_typer(data.app, name="data")
 app.command("demo")(demo)
 app.command("server")(server)
 

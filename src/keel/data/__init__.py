@@ -4,37 +4,35 @@
 >>> df = pd.DataFrame({"age": [31, 45, 27], "plan": ["basic", "pro", "basic"]})
 >>> keel.data.profile(df).rows
 3
+>>> keel.data.suite_from(df).validate(df).passed
+True
+
+Needs Keel's ``data`` extra (pyarrow, DataSketches, scipy): ``pip install keel[data]``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from keel.data.dataset import KeelDataset, from_arrow, from_csv, from_pandas, from_parquet
+from keel.data.drift_report import ColumnDrift, DriftReport, drift
+from keel.data.frames import DataError
+from keel.data.profiles import ColumnProfile, Profile, profile
+from keel.data.suite import Suite, ValidationReport, load_suite, suite_from
 
-# name -> module; loaded on first use so `import keel.data` stays light
-_EXPORTS = {
-    "from_pandas": "dataset",
-    "from_csv": "dataset",
-    "from_parquet": "dataset",
-    "from_arrow": "dataset",
-    "KeelDataset": "dataset",
-    "profile": "profile",
-    "Profile": "profile",
-    "ColumnProfile": "profile",
-    "suite_from": "suite",
-    "Suite": "suite",
-    "load_suite": "suite",
-    "ValidationReport": "suite",
-    "drift": "drift",
-    "DriftReport": "drift",
-    "DataError": "frames",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keel.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"keel.data.{module}"), name)
+__all__ = [
+    "ColumnDrift",
+    "ColumnProfile",
+    "DataError",
+    "DriftReport",
+    "KeelDataset",
+    "Profile",
+    "Suite",
+    "ValidationReport",
+    "drift",
+    "from_arrow",
+    "from_csv",
+    "from_pandas",
+    "from_parquet",
+    "load_suite",
+    "profile",
+    "suite_from",
+]

@@ -5,7 +5,7 @@ through :func:`html.escape`; the pages load nothing from the network, so they
 can be mailed, attached to a run, or opened offline.
 
 >>> import pandas as pd
->>> from keel.data.profile import profile
+>>> from keel.data.profiles import profile
 >>> "<svg" in profile_page(profile(pd.DataFrame({"x": [1.0, 2.0, 2.5]})))
 True
 >>> esc("<script>")
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from keel.data.drift import ColumnDrift, DriftReport
-    from keel.data.profile import ColumnProfile, Profile
+    from keel.data.drift_report import ColumnDrift, DriftReport
+    from keel.data.profiles import ColumnProfile, Profile
 
 REFERENCE_COLOUR = "#4c78a8"
 CURRENT_COLOUR = "#f58518"

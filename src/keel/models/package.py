@@ -74,6 +74,7 @@ MODEL_FILE = "model.pkl"
 SERIALIZATIONS = ("pickle", "skops")
 ONNX_FILE = "model.onnx"
 KEEL_FILE = "keel.json"
+PROFILE_FILE = "profile.json"  # the training data's profile (keel.data), when there was any
 PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
 
@@ -105,6 +106,19 @@ class LoadedModel:
 
     def predict(self, data: Any) -> Any:
         return self.model.predict(data)
+
+    def training_profile(self) -> Any:
+        """The training data's :class:`keel.data.Profile`, or None if the package has none.
+
+        >>> m.training_profile()["age"].quantiles([0.5])   # doctest: +SKIP
+        [41.0]
+        """
+        path = self.path / PROFILE_FILE
+        if not self.path.is_dir() or not path.is_file():
+            return None
+        from keel.data.profiles import Profile
+
+        return Profile.from_json(path)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("predict_proba", "decision_function", "transform", "score"):
@@ -234,6 +248,7 @@ def save_model(
         example = input_example if input_example is not None else training_data
         (staging / "input_example.json").write_text(json.dumps(_example_json(example)))
         _write_mlmodel(staging, flavor, example, serialized)
+        training = _write_training_profile(staging, training_data)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         meta = {
             "format_version": FORMAT_VERSION,
@@ -249,6 +264,7 @@ def save_model(
             "provenance": dict(provenance or {}),
             "golden": golden.to_dict(),
             "onnx": twin_meta,
+            "training_data": training,
         }
         (staging / KEEL_FILE).write_text(json.dumps(meta, indent=2, default=str))
         staging.rename(target)
@@ -256,6 +272,27 @@ def save_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _write_training_profile(staging: Path, training_data: Any) -> dict[str, Any] | None:
+    """Profile the training data into the package (what serving validates and monitors against).
+
+    Needs keel's ``data`` extra (pyarrow, datasketches); without it the package
+    simply has no profile, and keel.json says so with ``"training_data": null``.
+    """
+    if training_data is None or not _data_extra_installed():
+        return None
+    from keel.data.profiles import profile
+
+    prof = profile(training_data)
+    (staging / PROFILE_FILE).write_text(prof.to_json(), encoding="utf-8")
+    return {"profile": PROFILE_FILE, "rows": prof.rows, "columns": list(prof.columns)}
+
+
+def _data_extra_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("pyarrow", "datasketches"))
 
 
 @dataclass(frozen=True)

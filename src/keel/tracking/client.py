@@ -365,6 +365,13 @@ def _to_uint8(array: Any) -> Any:
 def _as_dataset(obj: Any) -> Dataset:
     if isinstance(obj, Dataset):
         return obj
+    # keel.data.KeelDataset (and anything like it) knows its own MLflow-style
+    # schema and profile, which the generic attribute reading below would lose.
+    to_entity = getattr(obj, "to_entity", None)
+    if callable(to_entity):
+        entity = to_entity()
+        if isinstance(entity, Dataset):
+            return entity
     name, digest = getattr(obj, "name", None), getattr(obj, "digest", None)
     if not isinstance(name, str) or not isinstance(digest, str):
         raise InvalidParameter(

@@ -59,7 +59,7 @@ import pyarrow as pa
 from scipy import stats
 
 from keel.data.frames import DataError, Kind, describe, kind_of, read_table
-from keel.data.profile import ColumnProfile, Profile, as_float64, profile
+from keel.data.profiles import ColumnProfile, Profile, as_float64, profile
 
 FDR = 0.01
 LARGE_SAMPLE = 5_000
