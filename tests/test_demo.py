@@ -11,20 +11,25 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 import keel
+import keel.data
 from keel.cli.demo import render_summary
 from keel.cli.main import app
 from keel.demo import (
+    DRIFT_TAG,
     EXPERIMENT_NAME,
     PARENT_RUN_NAME,
     PROMOTION_ALIAS,
     PROMOTION_GATES,
     REGISTERED_MODEL_NAME,
+    SHIFTED_COLUMNS,
+    VALIDATION_TAG,
     DemoResult,
     Verification,
     candidates,
@@ -200,7 +205,33 @@ def test_run_demo_from_python_on_the_default_database(tracking: Path) -> None:
     assert "keel.gate.production" in version.tags
     summary = _summary(result)
     assert f"Registry:  {REGISTERED_MODEL_NAME} version 1, promoted to @production" in summary
+    # Data: the dataset's full-content digest, the profile in the package, a fresh batch
+    # that passes the learned suite, and a shifted one that fails it and drifts.
+    dataset = result.best_run.inputs[0].dataset
+    assert dataset.digest == keel.data.from_pandas(_breast_cancer_frame()).digest
+    assert json.loads(dataset.profile)["num_rows"] == 569
+    assert keel.models.load(result.model_uri).training_profile().rows == 455
+    checks = result.data_checks
+    assert checks is not None and checks.fresh.passed and not checks.shifted.passed
+    assert checks.drift.drifted_columns == sorted(SHIFTED_COLUMNS)
+    assert {r.column for r in checks.shifted.failures} == set(SHIFTED_COLUMNS)
+    assert checks.drift_html is not None and "mean radius" in checks.drift_html.read_text()
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.tags[VALIDATION_TAG] == "passed"
+    assert parent.data.tags[DRIFT_TAG] == "mean radius,worst texture"
+    logged = {f.path for f in client.list_artifacts(result.parent_run_id, "data")}
+    assert {"data/suite.yaml", "data/validation-fresh.html", "data/drift-shifted.html"} <= logged
+    assert "Validate:  fresh batch passed 122 of 122 expectations" in summary
+    drift_line = "Drift:     shifted batch: Drift in 2 of 30 columns: mean radius, worst texture"
+    assert drift_line in summary
     # A second demo registers version 2 and moves the alias to it.
     again = run_demo(quick=True, verify=False)
     assert again.registration is not None and again.registration.version == 2
     assert client.get_registered_model(REGISTERED_MODEL_NAME).aliases == {"production": 2}
+
+
+def _breast_cancer_frame() -> Any:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    return bunch.frame.rename(columns=str)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ DOCS = [
     ROOT / "docs" / "tracking.md",
     ROOT / "docs" / "models.md",
     ROOT / "docs" / "registry.md",
+    ROOT / "docs" / "data.md",
 ]
 _BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
@@ -52,3 +54,43 @@ def test_examples_run(doc: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "keel.db").exists()
+
+
+def test_data_guide_commands_run(tmp_path: Path) -> None:
+    """The `keel data` commands of docs/data.md, on the files its Python examples wrote."""
+    doc = ROOT / "docs" / "data.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "MLFLOW_"))}
+    subprocess.run(
+        [sys.executable, "-c", _RUNNER],
+        input="\n#<block>\n".join(python_blocks(doc)),
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    commands = [
+        line
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("keel data ") and "<" not in line
+    ]
+    assert len(commands) >= 8
+    for line in commands:
+        command, _, comment = line.partition("#")
+        expected = 1 if "exits 1" in comment else 0
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from keel.cli.main import main; main()",
+                *shlex.split(command)[1:],
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == expected, f"{line}\n{proc.stdout}\n{proc.stderr}"

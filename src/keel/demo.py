@@ -17,9 +17,8 @@ uv environment holding only its locked packages plus Keel.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,13 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keel
-from keel.entities import PARENT_RUN_ID_TAG, Dataset, Run
+from keel.entities import PARENT_RUN_ID_TAG, Run
 from keel.errors import KeelError, require
 from keel.uris import sqlite_path
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from keel.data import DriftReport, KeelDataset, ValidationReport
     from keel.models.doctor import Diagnosis
     from keel.models.targets import VerifyResult
     from keel.registry.gates import PromotionReport
@@ -48,6 +48,11 @@ PARENT_RUN_NAME = "hyperparameter-search"
 DATASET_SOURCE = "sklearn.datasets.load_breast_cancer"
 RANDOM_STATE = 0
 TEST_SIZE = 0.2
+# The batch the demo shifts on purpose, as a recalibrated instrument would: the
+# drift report must name these columns and the validation suite must fail them.
+SHIFTED_COLUMNS = {"mean radius": 1.3, "worst texture": 1.2}
+VALIDATION_TAG = "keel.validation.status"
+DRIFT_TAG = "keel.drift.columns"
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,10 @@ class _Data:
     y_train: Any
     y_test: Any
     target_names: list[str]
-    dataset: Dataset
+    dataset: KeelDataset
+    # the same splits with the features' names: what the data checks read
+    train_frame: Any
+    test_frame: Any
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,24 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class DataChecks:
+    """The demo's data checks, logged under ``data/`` in the parent run.
+
+    A suite learned from the training split validates the held-out split
+    (``fresh``, which should pass) and a copy of it with ``SHIFTED_COLUMNS``
+    scaled (``shifted``, which should fail); ``drift`` compares that shifted
+    batch with the training split.
+    """
+
+    expectations: int
+    fresh: ValidationReport
+    shifted: ValidationReport
+    drift: DriftReport
+    artifact_uri: str
+    drift_html: Path | None = None  # the drift report on disk, when artifacts are local
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """What the demo made: where it is stored, and its runs (best first).
 
@@ -185,6 +211,7 @@ class DemoResult:
     diagnosis: Diagnosis | None = None  # of the best model's package, in this environment
     verification: Verification | None = None
     registration: Registration | None = None
+    data_checks: DataChecks | None = None
 
     @property
     def database(self) -> Path | None:
@@ -194,28 +221,33 @@ class DemoResult:
 
 def _load_data() -> _Data:
     import numpy as np
+    import pandas as pd
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
+    import keel.data
+
     bunch = load_breast_cancer()
     x, y = np.ascontiguousarray(bunch.data), np.ascontiguousarray(bunch.target)
-    # The digest identifies the exact bytes trained on, so two runs on the same
-    # data share one dataset record and a changed copy gets a new one.
-    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
-    columns = [{"name": str(n), "type": "double"} for n in bunch.feature_names]
-    columns.append({"name": "target", "type": "long"})
-    dataset = Dataset(
-        name="breast_cancer",
-        digest=digest,
-        source_type="code",
-        source=DATASET_SOURCE,
-        schema=json.dumps({"mlflow_colspec": columns}),
-        profile=json.dumps({"num_rows": int(x.shape[0]), "num_features": int(x.shape[1])}),
+    frame = pd.DataFrame(x, columns=[str(n) for n in bunch.feature_names])
+    # The digest covers every cell, so two runs on the same data share one
+    # dataset record and a changed copy gets a new one.
+    dataset = keel.data.from_pandas(
+        frame.assign(target=y), name="breast_cancer", source=DATASET_SOURCE
     )
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_SIZE, stratify=y, random_state=RANDOM_STATE
     )
-    return _Data(x_train, x_test, y_train, y_test, [str(n) for n in bunch.target_names], dataset)
+    return _Data(
+        x_train,
+        x_test,
+        y_train,
+        y_test,
+        [str(n) for n in bunch.target_names],
+        dataset,
+        pd.DataFrame(x_train, columns=frame.columns),
+        pd.DataFrame(x_test, columns=frame.columns),
+    )
 
 
 def _train(candidate: Candidate, data: _Data, folds: int) -> _Evaluation:
@@ -353,6 +385,36 @@ def _register_and_promote(model_uri: str, data: _Data) -> Registration:
     return Registration(REGISTERED_MODEL_NAME, version.version, report, alias_uri, accuracy)
 
 
+def _check_data(run_id: str, data: _Data) -> DataChecks:
+    """Learn a suite from the training split, validate two batches, report drift; log it all."""
+    import keel.data
+    from keel.artifacts import LocalArtifactRepository, get_repository
+
+    suite = keel.data.suite_from(data.train_frame, name="breast_cancer")
+    fresh = suite.validate(data.test_frame)
+    shifted_frame = data.test_frame.copy()
+    for column, factor in SHIFTED_COLUMNS.items():
+        shifted_frame[column] *= factor
+    shifted = suite.validate(shifted_frame)
+    report = keel.data.drift(data.train_frame, shifted_frame)
+    client = keel.Client()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        suite.to_yaml(folder / "suite.yaml")
+        for name, checked in (("fresh", fresh), ("shifted", shifted)):
+            checked.to_json(folder / f"validation-{name}.json")
+            checked.to_html(folder / f"validation-{name}.html")
+        report.to_json(folder / "drift-shifted.json")
+        report.to_html(folder / "drift-shifted.html", title="Drift: shifted batch vs training data")
+        client.log_artifacts(run_id, folder, "data")
+    client.set_tag(run_id, VALIDATION_TAG, "passed" if fresh.passed else "failed")
+    client.set_tag(run_id, DRIFT_TAG, ",".join(report.drifted_columns))
+    artifact_uri = f"{client.get_run(run_id).info.artifact_uri}/data"
+    repo = get_repository(artifact_uri)
+    local = repo.root / "drift-shifted.html" if isinstance(repo, LocalArtifactRepository) else None
+    return DataChecks(len(suite.expectations), fresh, shifted, report, artifact_uri, local)
+
+
 def _verify_package(package: Path, console: Console | None) -> Verification:
     """Load ``package`` in a uv environment built from its own requirements.txt.
 
@@ -429,6 +491,7 @@ def run_demo(
     progress bar and a spinner are shown on it.
     """
     require("sklearn", "sklearn", "The Keel demo")
+    require("datasketches", "data", "The Keel demo")
     started = time.perf_counter()
     if tracking_uri is not None:
         keel.set_tracking_uri(tracking_uri)
@@ -462,6 +525,7 @@ def run_demo(
     artifacts = _log_best_artifacts(best, evaluations[best.info.run_id], data)
     model_uri, package, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
     registration = _register_and_promote(model_uri, data)
+    data_checks = _check_data(parent.run_id, data)
     seconds = time.perf_counter() - started
     verification = _verify_package(package, console) if verify else None
     return DemoResult(
@@ -477,4 +541,5 @@ def run_demo(
         diagnosis=diagnosis,
         verification=verification,
         registration=registration,
+        data_checks=data_checks,
     )

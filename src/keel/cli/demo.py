@@ -86,6 +86,7 @@ def render_summary(result: DemoResult, out: Console) -> None:
         f"Artifacts: {best.info.artifact_uri} ({', '.join(result.artifacts)})",
         *_package_lines(result),
         *_registry_lines(result),
+        *_data_lines(result),
         *_verify_lines(result.verification, verify_cmd if target else None),
         "",
         "Next:",
@@ -128,6 +129,40 @@ def _registry_lines(result: DemoResult) -> list[str]:
         f"{indent}loaded back from {reg.alias_uri}: test accuracy "
         f"{format_number(reg.reloaded_accuracy)}",
     ]
+
+
+def _data_lines(result: DemoResult) -> list[str | Text]:
+    """The dataset logged, the fresh batch validated, the shifted batch's drift report."""
+    checks = result.data_checks
+    if checks is None:
+        return []
+    indent = " " * len("Data:      ")
+    fresh, shifted, drift = checks.fresh, checks.shifted, checks.drift
+    counts = fresh.summary
+    report = checks.drift_html or f"{checks.artifact_uri}/drift-shifted.html"
+    first = result.runs[0].inputs[0].dataset if result.runs and result.runs[0].inputs else None
+    lines: list[str | Text] = []
+    if first is not None:
+        lines.append(
+            f"Data:      {first.name} (digest {first.digest[:12]}…) logged as every run's "
+            "training input; its profile is saved in the model package"
+        )
+    lines += [
+        Text.assemble(
+            "Validate:  fresh batch ",
+            ("passed", "green") if fresh.passed else ("FAILED", "red"),
+            f" {counts['passed']} of {counts['evaluated']} expectations learned from the "
+            f"training split ({fresh.rows} rows); the shifted batch "
+            + ("failed as it should" if not shifted.passed else "passed (unexpected)")
+            + f": {', '.join(sorted({r.column or '-' for r in shifted.failures}))}",
+        ),
+        Text.assemble(
+            "Drift:     shifted batch: ",
+            (drift.summary(), "red" if drift.drifted else "green"),
+        ),
+        f"{indent}report: {report}",
+    ]
+    return lines
 
 
 _OUTCOMES = {

@@ -16,6 +16,7 @@ time. Column kinds (:class:`Kind`) decide which statistics and tests apply.
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,11 @@ def _from_pandas(frame: Any) -> pa.Table:
         )
     frame = frame.rename(columns=str)
     try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        with warnings.catch_warnings():
+            # pyarrow reads tz-aware columns through Series.values, which pandas 3.1
+            # deprecates with a warning; the converted values are right either way.
+            warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+            return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         column = _failing_column(frame)
         where = f"column {column!r}" if column else "a column"

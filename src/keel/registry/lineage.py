@@ -154,6 +154,8 @@ def _add_package(out: dict[str, Any], package: Any) -> None:
         "onnx_twin": onnx.get("file"),
         "onnx_parity": onnx.get("parity"),
         "provenance": meta.get("provenance"),
+        # the training data's profile (rows, columns) that serving validates against
+        "training_data": meta.get("training_data"),
     }
     out["environment"] = meta.get("environment")
     from keel.models.doctor import diagnose
