@@ -15,8 +15,10 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 from keel.data.digest import content_digest
 
 ROWS_PER_GROUP = 1_000_000
+RESULTS = Path(__file__).parent / "results"
 
 
 def make_file(gb: float) -> Path:
@@ -59,10 +62,14 @@ def _group(rng: np.random.Generator, group: int) -> pa.Table:
     )
 
 
-def timed(fn: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+def timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
+    """Median seconds over ``repeat`` calls, and the last result."""
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
 
 
 def md5_python(path: Path) -> str:
@@ -85,16 +92,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="size of the Parquet file")
     parser.add_argument("--json", action="store_true", help="also print a JSON line")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs (median) per contender")
     args = parser.parse_args()
     path = make_file(args.gb)
     size = path.stat().st_size
     md5_python(path)  # warm the page cache so every contender reads from memory
     results: dict[str, float] = {}
     results["md5sum"], _ = timed(
-        lambda: subprocess.run(["md5sum", str(path)], check=True, capture_output=True)
+        lambda: subprocess.run(["md5sum", str(path)], check=True, capture_output=True),
+        args.repeat,
     )
-    results["hashlib.md5"], _ = timed(lambda: md5_python(path))
-    results["keel content_digest"], digest = timed(lambda: content_digest(path))
+    results["hashlib.md5"], _ = timed(lambda: md5_python(path), args.repeat)
+    results["keel content_digest"], digest = timed(lambda: content_digest(path), args.repeat)
     if size < 2e9:
         seconds, found = timed(lambda: mlflow_digest(path))
         if found is not None:
@@ -105,17 +114,21 @@ def main() -> None:
         print(f"{name:<22}{seconds:>9.2f}{size / 1e6 / seconds:>9.0f}")
     ratio = results["keel content_digest"] / results["md5sum"]
     print(f"keel / md5sum: {ratio:.2f}x")
+    line = json.dumps(
+        {
+            "date": date.today().isoformat(),
+            "task": "digest",
+            "file_bytes": size,
+            "rows": digest.rows,
+            "seconds": results,
+            "keel_over_md5sum": ratio,
+        }
+    )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "file_bytes": size,
-                    "rows": digest.rows,
-                    "seconds": results,
-                    "keel_over_md5sum": ratio,
-                }
-            )
-        )
+        print(line)
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / f"{date.today().isoformat()}-data.jsonl").open("a") as fh:
+        fh.write(line + "\n")
 
 
 if __name__ == "__main__":

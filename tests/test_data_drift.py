@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial import distance
 
-from keel.data.drift_report import FDR, _benjamini_hochberg, drift
+from keel.data.drift_report import FDR, _benjamini_hochberg, _merged_cdfs, drift
 from keel.data.frames import DataError
 from keel.data.profiles import profile
 
@@ -28,6 +30,25 @@ def test_statistics_match_scipy_on_raw_data() -> None:
     w = stats.wasserstein_distance(ref["x"], cur["x"]) / ref["x"].std()
     assert col.effect == pytest.approx(w, rel=1e-9)
     assert col.p_value == pytest.approx(ks.pvalue, rel=0.2)  # one-sample law at n·m/(n+m)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.lists(st.integers(-5, 5) | st.floats(-3, 3), min_size=1, max_size=60),
+    b=st.lists(st.integers(-5, 5) | st.floats(-3, 3), min_size=1, max_size=60),
+)
+def test_ks_and_wasserstein_are_exact_with_ties(a: list[float], b: list[float]) -> None:
+    r, c = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    grid, f_r, f_c = _merged_cdfs(r, c)
+    assert np.all(np.diff(grid) >= 0)
+    gap = np.abs(f_r - f_c)
+    points = np.concatenate([r, c])  # the oracle: both ECDFs at every observed value
+    ks = np.abs(
+        np.searchsorted(r, points, "right") / len(r) - np.searchsorted(c, points, "right") / len(c)
+    ).max()
+    assert gap.max() == pytest.approx(ks, abs=1e-12)
+    w = float(np.sum(gap[:-1] * np.diff(grid)))
+    assert w == pytest.approx(stats.wasserstein_distance(r, c), abs=1e-9)
 
 
 def test_categorical_statistics_match_scipy() -> None:

@@ -133,7 +133,7 @@ def logical_type(dtype: pa.DataType) -> str:
     return f"text:{dtype}"
 
 
-def content_digest(data: Any, *, batch_rows: int = BATCH_ROWS) -> DigestResult:
+def content_digest(data: Any, *, batch_rows: int | None = None) -> DigestResult:
     """The content digest of anything :func:`keel.data.frames.batches` reads.
 
     Memory stays bounded by a few batches; columns are hashed on a small thread

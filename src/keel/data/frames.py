@@ -26,6 +26,10 @@ import pyarrow as pa
 from keel.errors import InvalidParameter
 
 BATCH_ROWS = 65_536
+# Parquet files are read in batches of about this much decoded data: small
+# batches cost more in decoding than in everything downstream (measured: a
+# 1 GB file reads in 2.5 s as 65,536-row batches and in 1.2 s as 1M-row ones).
+PARQUET_BATCH_BYTES = 64 << 20
 FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv", ".csv.gz")
 
 
@@ -67,8 +71,11 @@ def describe(data: Any) -> str:
     return f"the {type(data).__name__} passed in"
 
 
-def batches(data: Any, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+def batches(data: Any, *, batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of at most ``batch_rows`` rows from any supported input.
+
+    Without ``batch_rows``, in-memory data comes in batches of ``BATCH_ROWS``
+    rows and Parquet files in batches of about ``PARQUET_BATCH_BYTES`` decoded.
 
     Accepts a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader,
     a path to a CSV or Parquet file (read as a stream), a 2-D numpy array
@@ -78,9 +85,10 @@ def batches(data: Any, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBat
     if isinstance(data, str | Path):
         yield from _file_batches(Path(data), batch_rows)
         return
+    rows = batch_rows or BATCH_ROWS
     if isinstance(data, pa.RecordBatchReader):
         for batch in data:
-            yield from _split(batch, batch_rows)
+            yield from _split(batch, rows)
         return
     table = _as_table(data)
     if table is not None:
@@ -89,7 +97,7 @@ def batches(data: Any, *, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBat
         if table.num_rows == 0:  # still one (empty) batch: it carries the schema
             yield pa.RecordBatch.from_pylist([], schema=table.schema)
             return
-        yield from table.to_batches(max_chunksize=batch_rows)
+        yield from table.to_batches(max_chunksize=rows)
         return
     if isinstance(data, Iterable) and not isinstance(data, bytes | dict):
         schema: pa.Schema | None = None
@@ -194,7 +202,7 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _file_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _file_batches(path: Path, batch_rows: int | None) -> Iterator[pa.RecordBatch]:
     if not path.is_file():
         raise DataError(f"No such data file: {str(path)!r}. Check the path.")
     suffix = _suffix(path)
@@ -202,9 +210,12 @@ def _file_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            parquet = pq.ParquetFile(path)
+            size = batch_rows or _parquet_batch_rows(parquet.metadata)
+            yield from parquet.iter_batches(batch_size=size)
         elif suffix in (".csv", ".csv.gz", ".tsv"):
-            yield from _csv_batches(path, batch_rows, "\t" if suffix == ".tsv" else ",")
+            rows = batch_rows or BATCH_ROWS
+            yield from _csv_batches(path, rows, "\t" if suffix == ".tsv" else ",")
         else:
             raise DataError(
                 f"Cannot tell the format of {str(path)!r} from its name: use a .csv, .tsv, "
@@ -212,6 +223,15 @@ def _file_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
             )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise DataError(f"Cannot read data file {str(path)!r}: {exc}") from None
+
+
+def _parquet_batch_rows(metadata: Any) -> int:
+    """Rows per batch for about ``PARQUET_BATCH_BYTES`` of decoded data."""
+    rows = int(metadata.num_rows)
+    size = sum(int(metadata.row_group(i).total_byte_size) for i in range(metadata.num_row_groups))
+    if not rows or not size:
+        return BATCH_ROWS
+    return max(BATCH_ROWS // 16, min(1 << 22, PARQUET_BATCH_BYTES * rows // size))
 
 
 def _csv_batches(path: Path, batch_rows: int, delimiter: str) -> Iterator[pa.RecordBatch]:

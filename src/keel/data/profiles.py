@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from keel.data.frames import BATCH_ROWS, DataError, Kind, batches, describe, kind_of
+from keel.data.frames import DataError, Kind, batches, describe, kind_of
 
 FORMAT = "keel-profile/1"
 KLL_K = 200
@@ -429,7 +429,7 @@ class Profile:
         return page
 
 
-def profile(data: Any, *, batch_rows: int = BATCH_ROWS) -> Profile:
+def profile(data: Any, *, batch_rows: int | None = None) -> Profile:
     """Profile a DataFrame, Arrow table, file path, or a stream of batches.
 
     >>> import pandas as pd
