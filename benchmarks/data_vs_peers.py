@@ -58,9 +58,18 @@ for _ in range(int(sys.argv[4])):
         snapshot = Report([DataDriftPreset()]).run(b, a)
     else:
         snapshot = Report([DataSummaryPreset()]).run(a, None)
-    snapshot.dict()
+    result = snapshot.dict()
     times.append(time.perf_counter() - started)
-print(json.dumps({"seconds": times}))
+drifted = []
+for metric in result["metrics"]:
+    name = str(metric.get("metric_name", ""))
+    if name.startswith("ValueDrift(") and isinstance(metric.get("value"), (int, float)):
+        fields = dict(part.split("=", 1) for part in name[11:-1].split(","))
+        value, threshold = metric["value"], float(fields["threshold"])
+        is_p_value = "p_value" in fields["method"] or "test" in fields["method"].lower()
+        if (value < threshold) if is_p_value else (value >= threshold):
+            drifted.append(fields["column"])
+print(json.dumps({"seconds": times, "drifted": drifted}))
 """
 
 
@@ -98,7 +107,7 @@ def ks_loop(ref: pd.DataFrame, cur: pd.DataFrame) -> int:
     return sum(bool(stats.ks_2samp(ref[c], cur[c]).pvalue < 0.05) for c in numeric)
 
 
-def evidently(python: str, ref: Path, cur: Path, what: str, repeat: int) -> float | None:
+def evidently(python: str, ref: Path, cur: Path, what: str, repeat: int) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
         script.write(EVIDENTLY_SCRIPT)
     done = subprocess.run(
@@ -110,8 +119,9 @@ def evidently(python: str, ref: Path, cur: Path, what: str, repeat: int) -> floa
     Path(script.name).unlink()
     if done.returncode != 0:
         print(f"Evidently failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
-    return statistics.median(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+        return {"seconds": None}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"seconds": statistics.median(out["seconds"]), "drifted": out["drifted"]}
 
 
 def main() -> None:
@@ -151,16 +161,10 @@ def main() -> None:
     record("drift", "scipy ks_2samp loop", seconds, flagged_columns=flagged)
     if args.evidently_python:
         ev = args.evidently_python
-        record(
-            "profile",
-            "evidently DataSummaryPreset",
-            evidently(ev, ref_path, cur_path, "summary", args.evidently_repeat),
-        )
-        record(
-            "drift",
-            "evidently DataDriftPreset",
-            evidently(ev, ref_path, cur_path, "drift", args.evidently_repeat),
-        )
+        summary = evidently(ev, ref_path, cur_path, "summary", args.evidently_repeat)
+        record("profile", "evidently DataSummaryPreset", summary["seconds"])
+        drift_run = evidently(ev, ref_path, cur_path, "drift", args.evidently_repeat)
+        record("drift", "evidently DataDriftPreset", drift_run.pop("seconds"), **drift_run)
 
     def seconds_of(task: str, system: str) -> float | None:
         found = [r["seconds"] for r in rows if (r["task"], r["system"]) == (task, system)]
