@@ -369,7 +369,7 @@ def test_html_escapes_everything(tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "prefers-color-scheme: dark" in page
     assert "http://" not in page and "https://" not in page
-    assert 'class="badge failed"' in page
+    assert "<span class='badge bad'>failed</span>" in page
 
 
 def test_load_suite_errors(tmp_path: Path) -> None:

@@ -15,8 +15,11 @@ True
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+_STATUS_CLASS = {"failed": "bad", "passed": "ok", "skipped": "muted"}
 
 if TYPE_CHECKING:
     from keel.data.drift_report import ColumnDrift, DriftReport
@@ -49,6 +52,9 @@ th { font-weight: 600; color: var(--muted); } td.num { text-align: right;
 .legend span { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px;
   margin: 0 .25rem -.1rem .75rem; }
 svg text { fill: var(--muted); font-size: 10px; }
+code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+pre { margin: 0; white-space: pre-wrap; word-break: break-word; max-width: 24rem; }
+td.msg { max-width: 32rem; }
 """
 
 
@@ -259,3 +265,68 @@ def _drift_card(c: ColumnDrift) -> str:
         f"<div class='card'><h3>{esc(c.column)} <span class='badge {state}'>"
         f"{'drift' if c.drifted else 'ok'}</span></h3>{chart}</div>"
     )
+
+
+# -- validation -------------------------------------------------------------------
+
+
+def validation_page(report: dict[str, Any]) -> str:
+    """The HTML page of a validation report (:meth:`ValidationReport.to_dict`'s output).
+
+    Failed checks come first; each row shows observed against expected values,
+    counts and up to five failing examples.
+
+    >>> "&lt;b&gt;" in validation_page({"suite": "<b>", "passed": False, "rows": 0, "results": []})
+    True
+    """
+    summary = report.get("summary") or {}
+    verdict = "passed" if report.get("passed") else "failed"
+    order = {"failed": 0, "passed": 1, "skipped": 2}
+    results = sorted(report.get("results", []), key=lambda r: order.get(r.get("status"), 3))
+    counts = ", ".join(f"{v} {esc(k)}" for k, v in summary.items())
+    title = f"Validation: {report.get('suite', '')}"
+    body = (
+        f"<h1>{esc(title)} {_badge(verdict)}</h1>"
+        f"<p class='muted'>{number(report.get('rows', 0))} rows checked · {counts}</p>"
+        "<table><thead><tr><th>status</th><th>check</th><th>column</th><th>message</th>"
+        "<th>observed</th><th>expected</th><th>unexpected</th><th>examples</th></tr></thead>"
+        f"<tbody>{''.join(_validation_row(r) for r in results)}</tbody></table>"
+    )
+    return page(title, body)
+
+
+def _badge(status: str) -> str:
+    return f"<span class='badge {_STATUS_CLASS.get(status, 'muted')}'>{esc(status)}</span>"
+
+
+def _validation_row(result: dict[str, Any]) -> str:
+    unexpected = result.get("unexpected_count")
+    fraction = result.get("unexpected_fraction")
+    counted = ""
+    if unexpected is not None:
+        counted = f"{unexpected:,} of {result.get('rows_checked', 0):,}"
+        if fraction is not None:
+            counted += f" ({fraction:.2%})"
+    examples = "\n".join(
+        f"row {e.get('row')}: {_example(e.get('value'))}" for e in result.get("examples") or []
+    )
+    column = result.get("column")
+    return (
+        f"<tr><td>{_badge(str(result.get('status', '')))}</td>"
+        f"<td><code>{esc(result.get('expectation', ''))}</code></td>"
+        f"<td>{'' if column is None else f'<code>{esc(column)}</code>'}</td>"
+        f"<td class='msg'>{esc(result.get('message', ''))}</td>"
+        f"<td>{_pre(result.get('observed'))}</td><td>{_pre(result.get('expected'))}</td>"
+        f"<td>{esc(counted)}</td><td>{f'<pre>{esc(examples)}</pre>' if examples else ''}</td></tr>"
+    )
+
+
+def _example(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _pre(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"<pre>{esc(text)}</pre>"

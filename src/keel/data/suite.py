@@ -208,9 +208,9 @@ class ValidationReport:
 
     def to_html(self, path: str | Path | None = None) -> str:
         """A self-contained HTML page of the report, also written to ``path`` if given."""
-        from keel.data.validation_html import render
+        from keel.data.html import validation_page
 
-        text = render(self.to_dict())
+        text = validation_page(self.to_dict())
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
