@@ -101,3 +101,36 @@ def test_is_frozen() -> None:
     ds = KeelDataset("d", "0" * 64, 0, (), "", "pandas")
     with pytest.raises(AttributeError):
         ds.name = "x"  # type: ignore[misc]
+
+
+def test_reports_are_logged_with_searchable_outcome_tags(tracking: Path) -> None:
+    import numpy as np
+
+    import keel.data
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 2_000), "plan": rng.choice(["a", "b"], 2_000)})
+    moved = pd.DataFrame({"x": rng.normal(1, 1, 500), "plan": rng.choice(["a", "c"], 500)})
+    suite = keel.data.suite_from(ref)
+    with keel.start_run() as good:
+        keel.log_report(suite.validate(ref.iloc[:500]), "data/validation")
+    with keel.start_run() as bad:
+        keel.log_report(suite.validate(moved), "data/validation")
+        keel.log_report(keel.data.drift(ref, moved), "data/drift")
+    client = keel.Client()
+    assert client.get_run(good.info.run_id).data.tags["keel.validation.status"] == "passed"
+    tags = client.get_run(bad.info.run_id).data.tags
+    assert (tags["keel.validation.status"], tags["keel.drift.status"]) == ("failed", "drift")
+    assert tags["keel.drift.columns"] == "x,plan"
+    found = keel.search_runs(
+        filter_string="tags.`keel.validation.status` = 'failed'", output_format="list"
+    )
+    assert [r.info.run_id for r in found] == [bad.info.run_id]
+    files = {f.path for f in client.list_artifacts(bad.info.run_id, "data")}
+    assert files == {
+        "data/validation.json",
+        "data/validation.html",
+        "data/drift.json",
+        "data/drift.html",
+    }
+    assert json.loads((Path(bad.info.artifact_uri) / "data/drift.json").read_text())["drifted"]

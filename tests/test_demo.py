@@ -22,14 +22,12 @@ import keel.data
 from keel.cli.demo import render_summary
 from keel.cli.main import app
 from keel.demo import (
-    DRIFT_TAG,
     EXPERIMENT_NAME,
     PARENT_RUN_NAME,
     PROMOTION_ALIAS,
     PROMOTION_GATES,
     REGISTERED_MODEL_NAME,
     SHIFTED_COLUMNS,
-    VALIDATION_TAG,
     DemoResult,
     Verification,
     candidates,
@@ -37,6 +35,7 @@ from keel.demo import (
 )
 from keel.entities import PARENT_RUN_ID_TAG, RunStatus
 from keel.models.targets import CACHE_ENV_VAR, cached_environment, current_python, read_pins
+from keel.tracking.client import DRIFT_COLUMNS_TAG, VALIDATION_STATUS_TAG
 from keel.uris import resolve_tracking_uri
 
 pytest.importorskip("sklearn")
@@ -217,10 +216,11 @@ def test_run_demo_from_python_on_the_default_database(tracking: Path) -> None:
     assert {r.column for r in checks.shifted.failures} == set(SHIFTED_COLUMNS)
     assert checks.drift_html is not None and "mean radius" in checks.drift_html.read_text()
     parent = client.get_run(result.parent_run_id)
-    assert parent.data.tags[VALIDATION_TAG] == "passed"
-    assert parent.data.tags[DRIFT_TAG] == "mean radius,worst texture"
+    assert parent.data.tags[VALIDATION_STATUS_TAG] == "passed"
+    assert parent.data.tags[DRIFT_COLUMNS_TAG] == "mean radius,worst texture"
     logged = {f.path for f in client.list_artifacts(result.parent_run_id, "data")}
     assert {"data/suite.yaml", "data/validation-fresh.html", "data/drift-shifted.html"} <= logged
+    assert parent.data.tags["keel.drift.status"] == "drift"
     assert "Validate:  fresh batch passed 122 of 122 expectations" in summary
     drift_line = "Drift:     shifted batch: Drift in 2 of 30 columns: mean radius, worst texture"
     assert drift_line in summary

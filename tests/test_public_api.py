@@ -14,8 +14,8 @@ EXPECTED = {
     "restore_experiment", "start_run", "end_run", "active_run", "last_active_run",
     "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags",
     "delete_tag", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_figure",
-    "log_image", "log_input", "get_artifact_uri", "get_run", "search_runs", "delete_run",
-    "restore_run", "flush",
+    "log_image", "log_input", "log_report", "get_artifact_uri", "get_run", "search_runs",
+    "delete_run", "restore_run", "flush",
     # registry
     "register_model", "ModelStage", "ModelVersion", "RegisteredModel",
     # classes and values

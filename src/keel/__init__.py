@@ -55,6 +55,7 @@ from keel.tracking.fluent import (
     log_metrics,
     log_param,
     log_params,
+    log_report,
     log_text,
     register_model,
     restore_experiment,
@@ -68,11 +69,12 @@ from keel.tracking.fluent import (
     start_run,
 )
 
-_SUBMODULES = ("models", "optuna", "sklearn")
+_SUBMODULES = ("data", "models", "optuna", "sklearn")
 
 
 def __getattr__(name: str) -> object:
-    # keel.models, keel.optuna and keel.sklearn load on first use: `import keel` stays light.
+    # keel.data, keel.models, keel.optuna and keel.sklearn load on first use:
+    # `import keel` stays light.
     if name in _SUBMODULES:
         import importlib
 
@@ -123,6 +125,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "log_report",
     "log_text",
     "register_model",
     "restore_experiment",

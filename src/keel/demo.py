@@ -18,7 +18,6 @@ uv environment holding only its locked packages plus Keel.
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -51,8 +50,6 @@ TEST_SIZE = 0.2
 # The batch the demo shifts on purpose, as a recalibrated instrument would: the
 # drift report must name these columns and the validation suite must fail them.
 SHIFTED_COLUMNS = {"mean radius": 1.3, "worst texture": 1.2}
-VALIDATION_TAG = "keel.validation.status"
-DRIFT_TAG = "keel.drift.columns"
 
 
 @dataclass(frozen=True)
@@ -398,17 +395,11 @@ def _check_data(run_id: str, data: _Data) -> DataChecks:
     shifted = suite.validate(shifted_frame)
     report = keel.data.drift(data.train_frame, shifted_frame)
     client = keel.Client()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        suite.to_yaml(folder / "suite.yaml")
-        for name, checked in (("fresh", fresh), ("shifted", shifted)):
-            checked.to_json(folder / f"validation-{name}.json")
-            checked.to_html(folder / f"validation-{name}.html")
-        report.to_json(folder / "drift-shifted.json")
-        report.to_html(folder / "drift-shifted.html", title="Drift: shifted batch vs training data")
-        client.log_artifacts(run_id, folder, "data")
-    client.set_tag(run_id, VALIDATION_TAG, "passed" if fresh.passed else "failed")
-    client.set_tag(run_id, DRIFT_TAG, ",".join(report.drifted_columns))
+    client.log_text(run_id, suite.to_yaml(), "data/suite.yaml")
+    client.log_report(run_id, shifted, "data/validation-shifted")
+    client.log_report(run_id, report, "data/drift-shifted")
+    # last, so the run's validation tag says how the fresh batch did
+    client.log_report(run_id, fresh, "data/validation-fresh")
     artifact_uri = f"{client.get_run(run_id).info.artifact_uri}/data"
     repo = get_repository(artifact_uri)
     local = repo.root / "drift-shifted.html" if isinstance(repo, LocalArtifactRepository) else None

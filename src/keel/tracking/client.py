@@ -64,6 +64,12 @@ def _chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
+# Tags a logged data report sets (Client.log_report)
+VALIDATION_STATUS_TAG = "keel.validation.status"
+DRIFT_STATUS_TAG = "keel.drift.status"
+DRIFT_COLUMNS_TAG = "keel.drift.columns"
+
+
 class Client(RegistryMethods):
     """Tracking calls that name their experiment or run explicitly; registry calls too.
 
@@ -305,6 +311,23 @@ class Client(RegistryMethods):
         else:
             text = json.dumps(dictionary, indent=2, default=str, allow_nan=True)
         self.log_text(run_id, text, artifact_file)
+
+    def log_report(self, run_id: str, report: Any, artifact_path: str) -> None:
+        """Log a ``keel.data`` validation or drift report: ``<path>.json``, ``<path>.html``, tags.
+
+        A validation report (it has ``passed``) sets the tag ``keel.validation.status``
+        to ``passed`` or ``failed``; a drift report (it has ``drifted``) sets
+        ``keel.drift.status`` to ``drift`` or ``none`` and ``keel.drift.columns``.
+        The tags make runs searchable by outcome, e.g.
+        ``tags."keel.validation.status" = 'failed'``.
+        """
+        self.log_text(run_id, report.to_json(), f"{artifact_path}.json")
+        self.log_text(run_id, report.to_html(), f"{artifact_path}.html")
+        if hasattr(report, "passed"):
+            self.set_tag(run_id, VALIDATION_STATUS_TAG, "passed" if report.passed else "failed")
+        if hasattr(report, "drifted"):
+            self.set_tag(run_id, DRIFT_STATUS_TAG, "drift" if report.drifted else "none")
+            self.set_tag(run_id, DRIFT_COLUMNS_TAG, ",".join(report.drifted_columns))
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
         """A matplotlib figure (any format matplotlib writes) or a plotly figure (.html)."""

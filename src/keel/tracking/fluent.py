@@ -418,6 +418,15 @@ def log_dict(dictionary: Any, artifact_file: str) -> None:
     _client().log_dict(_run_id(), dictionary, artifact_file)
 
 
+def log_report(report: Any, artifact_path: str) -> None:
+    """Log a ``keel.data`` validation or drift report (JSON, HTML, a status tag) to the active run.
+
+    >>> with keel.start_run():                                    # doctest: +SKIP
+    ...     keel.log_report(suite.validate(batch), "data/validation")
+    """
+    _client().log_report(_run_id(), report, artifact_path)
+
+
 def log_figure(figure: Any, artifact_file: str) -> None:
     _client().log_figure(_run_id(), figure, artifact_file)
 
