@@ -169,3 +169,15 @@ def test_bad_input_is_explained(tmp_path) -> None:
     with pytest.raises(DataError, match="fdr"):
         drift(ref, ref, fdr=0)
     assert drift(ref, ref[["a"]], columns=["a"]).columns[0].column == "a"
+
+
+def test_distance_thresholds_rise_to_the_noise_of_many_categories() -> None:
+    rng = np.random.default_rng(8)
+    labels = np.array([f"c{i}" for i in range(300)])
+    ref = pd.DataFrame({"c": labels[rng.integers(0, 300, 12_000)]})
+    cur = pd.DataFrame({"c": labels[rng.integers(0, 300, 12_000)]})
+    col = drift(ref, cur, categorical=["c"])["c"]
+    assert col.method == "jensen_shannon" and col.threshold > 0.1
+    assert col.effect < col.threshold and not col.drifted
+    few = drift(ref.assign(c=ref["c"].str[:2]), cur.assign(c=cur["c"].str[:2]))["c"]
+    assert few.threshold == 0.1  # a handful of categories: the fixed minimum applies
