@@ -25,6 +25,7 @@ values, bounded by ``frequent_error`` after that.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import math
 from collections import deque
@@ -270,7 +271,7 @@ class ColumnProfile:
                 "min": shown(self.minimum),
                 "max": shown(self.maximum),
                 "mean": shown(self.mean),
-                "std": self.std,
+                "std": self._spread(),
                 "quantiles": {
                     str(q): shown(v)
                     for q, v in zip(
@@ -282,6 +283,12 @@ class ColumnProfile:
                 out["infinities"] = self.infinities
         out["top"] = [[value, count] for value, count in self.top(10)]
         return out
+
+    def _spread(self) -> Any:
+        std = self.std
+        if std is not None and self.kind is Kind.DATETIME:
+            return str(datetime.timedelta(microseconds=round(std)))
+        return std
 
     def _shown(self, value: float | None) -> Any:
         if value is None:
