@@ -40,3 +40,18 @@ def test_no_training_data_means_no_profile(tmp_path: Path) -> None:
     path = keel.models.save(model, tmp_path / "m", input_example=x.iloc[:5])
     assert json.loads((path / "keel.json").read_text())["training_data"] is None
     assert keel.models.load(path).training_profile() is None
+
+
+def test_lineage_runs_from_model_version_to_dataset_and_profile(tracking: Path) -> None:
+    import keel
+    import keel.data
+    import keel.sklearn
+
+    model, x = _model()
+    ds = keel.data.from_pandas(x, name="customers", source="warehouse.customers")
+    with keel.start_run():
+        keel.log_input(ds, context="training")
+        keel.sklearn.log_model(model, "model", training_data=x, registered_model_name="churn")
+    lineage = keel.Client().get_model_version_lineage("churn", 1)
+    assert [(d["name"], d["digest"]) for d in lineage["datasets"]] == [("customers", ds.digest)]
+    assert lineage["package"]["training_data"]["rows"] == 400
