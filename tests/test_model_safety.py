@@ -559,3 +559,28 @@ def test_skops_refusals_are_worded_for_skops() -> None:
     assert message.startswith("Refusing to load the skops file: 1 problem")
     assert "unpickl" not in message and "Prefer a format" not in message
     assert "trusted=[" in message
+
+
+def test_arrow_backed_pandas_data_loads_and_crafted_arrow_buffers_are_refused() -> None:
+    pa = pytest.importorskip("pyarrow")
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {
+            "s": pd.Series(["a", None, "ccc"], dtype="string[pyarrow]"),
+            "l": pd.Series([[1, 2], [3], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+        }
+    )
+    assert safe_loads(pickle.dumps(frame, protocol=5)).equals(frame)
+
+    class Crafted:
+        # a string array claiming 1,000 values over buffers that hold two
+        def __reduce__(self) -> Any:
+            good = pa.array(["ab", "cd"])
+            (state,) = good.__reduce__()[1]
+            dtype, _length, nulls, offset, buffers, children, dictionary = state
+            return pa.lib._restore_array, (
+                (dtype, 1000, nulls, offset, buffers, children, dictionary),
+            )
+
+    with pytest.raises(UnsafePickle, match="not valid"):
+        safe_loads(pickle.dumps(Crafted(), protocol=5))

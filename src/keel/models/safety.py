@@ -126,6 +126,30 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas._libs.tslibs.nattype._nat_unpickle",
         "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
         "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+        # Arrow-backed pandas data (pandas 3's default strings when pyarrow is installed):
+        # buffers wrapped as Arrow buffers, type factories, and the array rebuilder,
+        # which the unpickler swaps for a version that validates what it rebuilt.
+        *(
+            f"pyarrow.lib.{name}"
+            for name in (
+                "_restore_array",
+                "py_buffer",
+                "type_for_alias",
+                "field",
+                "list_",
+                "large_list",
+                "struct",
+                "map_",
+                "dictionary",
+                "timestamp",
+                "duration",
+                "time32",
+                "time64",
+                "decimal128",
+                "decimal256",
+                "binary",
+            )
+        ),
         # scikit-learn trees and distance metrics: `newObj(cls)` is `cls.__new__(cls)`.
         "sklearn.metrics._dist_metrics.newObj",
         "sklearn.neighbors._ball_tree.newObj",
@@ -464,6 +488,8 @@ class _CheckingUnpickler(pickle.Unpickler):
         refusal = _check_ref(GlobalRef(module, name, "", -1), *self._rules)
         if refusal is not None:
             raise _Refused(refusal)
+        if (module, name) == ("pyarrow.lib", "_restore_array"):
+            return _restore_checked_arrow_array
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -473,6 +499,24 @@ class _CheckingUnpickler(pickle.Unpickler):
                 "a persistent id (PERSID/BINPERSID) that a loader would resolve outside the pickle",
             )
         )
+
+
+def _restore_checked_arrow_array(state: Any) -> Any:
+    """pyarrow's array rebuilder, then a full validation of the array it rebuilt.
+
+    pyarrow trusts the buffers, lengths and offsets a pickle hands it, so a
+    crafted one could make later reads run past a buffer. A full validation
+    refuses such an array before anything reads it.
+    """
+    from pyarrow.lib import _restore_array
+
+    array = _restore_array(state)
+    try:
+        array.validate(full=True)
+    except Exception as exc:
+        refusal = Refusal("pyarrow.lib._restore_array", f"an Arrow array that is not valid: {exc}")
+        raise _Refused(refusal) from None
+    return array
 
 
 def _parse_trusted(trusted: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
