@@ -233,3 +233,49 @@ def _mlflow_uris_do_not_leak() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# -- S3: moto's S3-protocol server on loopback ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto's) on 127.0.0.1, for the whole session."""
+    import socket
+
+    moto_server = pytest.importorskip("moto.server")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    """A boto3 client of the loopback S3 server, to check what landed in a bucket."""
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket, with Keel's S3 settings pointing at the loopback server."""
+    monkeypatch.setenv("KEEL_S3_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"keel-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name

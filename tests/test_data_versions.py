@@ -1,9 +1,10 @@
-"""Content-addressed dataset versions on a local root."""
+"""Content-addressed dataset versions on a local root and on S3 (moto's server on loopback)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -144,3 +145,24 @@ def test_bad_paths(tmp_path: Path) -> None:
     ds = versions.add(tmp_path / "ok.csv", root=str(tmp_path / "s"))
     with pytest.raises(DataError, match="does not exist"):
         versions.get(ds.digest, tmp_path / "no" / "dir" / "x.csv", root=str(tmp_path / "s"))
+
+
+def test_versions_on_s3(bucket: str, s3: Any, csv_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("boto3")
+    root = f"s3://{bucket}/team/data"
+    added = versions.add_file(csv_file, name="people", root=root)
+    digest = added.dataset.digest
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {
+        f"team/data/datasets/{digest}/people.csv",
+        f"team/data/datasets/{digest}/dataset.json",
+    }
+    assert versions.add_file(csv_file, root=root).already_stored
+    assert [v.digest for v in versions.list_versions(root)] == [digest]
+    out = versions.get(digest[:8], tmp_path / "copy.csv", root=root)
+    assert out.read_bytes() == csv_file.read_bytes()
+    # a stored file that no longer matches its recorded sha256 is refused, not handed out
+    s3.put_object(Bucket=bucket, Key=f"team/data/datasets/{digest}/people.csv", Body=b"x,y\n")
+    with pytest.raises(DataError, match="corrupt"):
+        versions.get(digest, tmp_path / "bad.csv", root=root)
+    assert not (tmp_path / "bad.csv").exists()

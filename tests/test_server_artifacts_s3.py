@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,20 +35,6 @@ API = "/api/2.0/mlflow-artifacts"
 PREFIX = "keel/proxied"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def _aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.setenv("KEEL_S3_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -61,23 +46,9 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
 
 
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(autouse=True)
+def _mlflow_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _aws_env(monkeypatch, s3_endpoint)
-    name = f"keel-{uuid.uuid4().hex[:16]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
