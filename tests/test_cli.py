@@ -11,35 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 import keel
+from cli_runner import fails, ok, runner
 from keel.cli.main import app
 from keel.entities import Dataset, Metric
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_DOC = ROOT / "docs" / "cli.md"
-
-# A wide virtual terminal, so tables never shorten what the tests look for.
-runner = CliRunner(env={"COLUMNS": "200"})
-
-
-def keel_cli(*args: str) -> Result:
-    return runner.invoke(app, list(args), prog_name="keel")
-
-
-def ok(*args: str) -> str:
-    result = keel_cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def fails(*args: str, code: int = 2) -> str:
-    """Run a command that must fail cleanly; return its stderr."""
-    result = keel_cli(*args)
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result.stderr
 
 
 @pytest.fixture

@@ -6,28 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from keel.cli.main import app
-
-runner = CliRunner(env={"COLUMNS": "200"})
-
-
-def keel_cli(*args: str) -> Result:
-    return runner.invoke(app, list(args), prog_name="keel")
-
-
-def ok(*args: str) -> str:
-    result = keel_cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def fails(*args: str) -> str:
-    result = keel_cli(*args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    return result.stderr
+from cli_runner import fails, keel_cli, ok
 
 
 @pytest.fixture
