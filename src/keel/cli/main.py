@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from keel import __version__
 from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, registry, runs
 from keel.cli.demo import demo
+from keel.cli.serve import serve
 from keel.cli.server import server
 from keel.errors import KeelError
 
@@ -71,6 +72,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(data.app, name="data")
 app.command("demo")(demo)
 app.command("server")(server)
+app.command("serve")(serve)
 
 
 def _print_version(value: bool) -> None:

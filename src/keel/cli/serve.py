@@ -1,0 +1,84 @@
+"""``keel serve``: one model behind MLflow's scoring protocol, with its input checked."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from keel.cli import TrackingUri
+from keel.errors import require
+
+
+def serve(
+    model_uri: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="What to serve: models:/name@alias, models:/name/version, runs:/<run_id>/model, "
+            "or a package path.",
+            show_default=False,
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5001,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes, each with its own copy of the model.", min=1)
+    ] = 1,
+    validation: Annotated[
+        str,
+        typer.Option(
+            help="reject: answer 422 with the problems of bad input; warn: score it anyway, "
+            "flagged in the X-Keel-Validation header and the log; off: no checks.",
+            metavar="POLICY",
+        ),
+    ] = "reject",
+    max_body_mb: Annotated[
+        int, typer.Option(help="The largest request body accepted (MB); larger gets 413.", min=1)
+    ] = 64,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Serve a model: POST /invocations scores, /health says when it is ready.
+
+    Accepts MLflow's JSON formats (dataframe_split, dataframe_records, instances,
+    inputs) and CSV, and returns {"predictions": [...]}, so clients of `mlflow
+    models serve` work unchanged. Input is checked against the model's signature
+    and its training data's profile: missing or extra columns, wrong types,
+    missing values where training had none, values far out of the training
+    range, categories training never saw. /metrics speaks Prometheus.
+    """
+    require("uvicorn", "server", "keel serve")
+    require("orjson", "server", "keel serve")
+    import uvicorn
+
+    from keel.server.protocol import http_protocol
+    from keel.serving.app import MAX_BODY_ENV, MODEL_ENV, POLICIES, POLICY_ENV, ServedModel
+    from keel.uris import resolve_tracking_uri
+
+    if validation not in POLICIES:
+        raise typer.BadParameter(f"use one of {', '.join(POLICIES)}", param_hint="--validation")
+    os.environ["KEEL_TRACKING_URI"] = resolve_tracking_uri(tracking_uri)
+    # Load once here first: a model that cannot load fails the command with the
+    # reason, instead of starting workers that only answer 503.
+    served = ServedModel.load(model_uri)
+    if not served.ready:
+        typer.echo(f"Error: cannot serve {model_uri}: {served.error}", err=True)
+        raise typer.Exit(1)
+    os.environ[MODEL_ENV] = model_uri
+    os.environ[POLICY_ENV] = validation
+    os.environ[MAX_BODY_ENV] = str(max_body_mb << 20)
+    typer.echo(
+        f"Keel serving {model_uri} at http://{host}:{port}/invocations (validation: {validation}, "
+        f"{workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it.",
+        err=True,
+    )
+    uvicorn.run(
+        "keel.serving.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        http=http_protocol(),
+    )

@@ -1,0 +1,393 @@
+"""The scoring server for one model: MLflow's scoring protocol, checked input, no 5xx for input.
+
+Routes: ``POST /invocations`` (JSON in MLflow's four formats, or CSV),
+``GET /ping``, ``/health``, ``/version``, ``/metadata`` and ``/metrics``
+(Prometheus text). A plain ASGI callable rather than a framework app: the
+path from request to prediction is a few dictionary lookups, which is most of
+what keeps the overhead over the model's own ``predict`` small.
+
+Validation policies (``--validation``):
+
+* ``reject`` (default): a request with any problem gets 422 and the list of
+  problems, per column, each with a stable code (:mod:`keel.serving.checks`);
+* ``warn``: it is served, with ``X-Keel-Validation: warn`` and the problem
+  codes in the response headers, and logged;
+* ``off``: no checks beyond parsing.
+
+>>> app = ScoringApp(ServedModel.failed("models:/churn@prod", "no such model"))
+>>> app.ready
+False
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from keel import __version__
+from keel.serving.checks import InputChecker, Problem
+from keel.serving.metrics import ServingMetrics
+from keel.serving.payload import PayloadError, parse
+from keel.serving.schema import InputSchema
+
+log = logging.getLogger("keel.serving")
+
+POLICIES = ("reject", "warn", "off")
+MAX_BODY_BYTES = 64 << 20
+MODEL_ENV = "KEEL_SERVE_MODEL_URI"
+POLICY_ENV = "KEEL_SERVE_VALIDATION"
+MAX_BODY_ENV = "KEEL_SERVE_MAX_BODY_BYTES"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class ServedModel:
+    """The model behind the server, with what it was loaded from and what it expects."""
+
+    uri: str
+    model: Any = None
+    name: str | None = None
+    version: str | None = None
+    package: Path | None = None
+    schema: InputSchema = field(default_factory=InputSchema)
+    profile: Any = None  # keel.data.Profile of the training data, when the package has one
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.error is None
+
+    @classmethod
+    def failed(cls, uri: str, error: str) -> ServedModel:
+        return cls(uri, error=error)
+
+    @classmethod
+    def load(cls, uri: str) -> ServedModel:
+        """Resolve ``uri`` (path, ``runs:/``, ``models:/``) and load it with every check.
+
+        A failure is kept, not raised: the server then answers ``/health`` with
+        503 and the reason, which is what an orchestrator's readiness probe reads.
+        """
+        from keel.errors import KeelError
+        from keel.models import load, resolve_model_uri
+
+        name, version = _registered_name(uri)
+        try:
+            package = resolve_model_uri(uri)
+            model = load(package)
+        except KeelError as exc:
+            return cls(uri, name=name, version=version, error=exc.message)
+        except (OSError, ValueError) as exc:
+            return cls(uri, name=name, version=version, error=f"{type(exc).__name__}: {exc}")
+        root = Path(model.path)
+        return cls(
+            uri,
+            model=model,
+            name=name,
+            version=version if version is not None else _version_of(uri),
+            package=root,
+            schema=InputSchema.of_package(root),
+            profile=model.training_profile(),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """``/metadata``: what is served and what it takes."""
+        out: dict[str, Any] = {
+            "model_uri": self.uri,
+            "name": self.name,
+            "version": self.version,
+            "ready": self.ready,
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.model is not None:
+            out |= {
+                "backend": getattr(self.model, "backend", "native"),
+                "flavor": getattr(self.model, "flavor", None),
+                "signature": {"inputs": self.schema.to_dict()},
+                "training_profile": (
+                    {"rows": self.profile.rows, "columns": list(self.profile.columns)}
+                    if self.profile is not None
+                    else None
+                ),
+            }
+        return out
+
+
+class ScoringApp:
+    """ASGI app serving one :class:`ServedModel`."""
+
+    def __init__(
+        self,
+        served: ServedModel,
+        *,
+        validation: str = "reject",
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        if validation not in POLICIES:
+            raise ValueError(f"validation must be one of {', '.join(POLICIES)}, not {validation!r}")
+        self.served = served
+        self.validation = validation
+        self.max_body_bytes = max_body_bytes
+        self.checker = InputChecker(served.schema, served.profile)
+        self.metrics = ServingMetrics()
+        # one thread runs the model: predictions never block the event loop,
+        # which keeps parsing and answering other requests meanwhile
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict")
+        self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[_Response]]] = {
+            ("POST", "/invocations"): self._invocations,
+            ("GET", "/ping"): self._ping,
+            ("GET", "/health"): self._health,
+            ("GET", "/version"): self._version,
+            ("GET", "/metadata"): self._metadata,
+            ("GET", "/metrics"): self._metrics,
+        }
+
+    @property
+    def ready(self) -> bool:
+        return self.served.ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            known = {path for _, path in self._routes}
+            response = (
+                _error(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"{scope['method']} is not allowed on {scope['path']}.",
+                )
+                if scope["path"] in known
+                else _error(
+                    404, "NOT_FOUND", f"No route {scope['path']!r}: POST /invocations scores."
+                )
+            )
+        else:
+            try:
+                response = await handler(scope, receive)
+            except Exception:  # a bug must not leak a traceback to the client
+                log.exception("keel serve: unexpected error")
+                response = _error(500, "INTERNAL_ERROR", "The server failed; see its log.")
+        await response.send(send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._executor.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- scoring -------------------------------------------------------------------
+
+    async def _invocations(self, scope: Scope, receive: Receive) -> _Response:
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        response = await self._score(scope, receive, request_id)
+        response.headers.append((b"x-request-id", request_id.encode()))
+        self.metrics.request(response.status, time.perf_counter() - started)
+        return response
+
+    async def _score(self, scope: Scope, receive: Receive, request_id: str) -> _Response:
+        if not self.ready:
+            return _error(503, "MODEL_NOT_READY", f"The model is not loaded: {self.served.error}")
+        body = await _read_body(scope, receive, self.max_body_bytes)
+        if isinstance(body, _Response):
+            return body
+        try:
+            frame = parse(body, _header(scope, b"content-type"))
+        except PayloadError as exc:
+            self.metrics.payload_error(exc.code)
+            return _error(exc.status, exc.code, exc.detail)
+        self.metrics.rows(len(frame))
+        problems: list[Problem] = []
+        model_input: Any = frame
+        if self.validation != "off":
+            model_input, problems = self.checker.check(frame)
+            self.metrics.problems(problems)
+        if problems and self.validation == "reject":
+            return _invalid(problems)
+        if problems:
+            log.warning(
+                "request %s served despite %d problem(s): %s",
+                request_id,
+                len(problems),
+                "; ".join(p.message for p in problems),
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            predictions = await loop.run_in_executor(
+                self._executor, self.served.model.predict, model_input
+            )
+        except Exception as exc:  # the model refused this input: the client's to fix
+            self.metrics.prediction_failed()
+            return _error(422, "PREDICTION_FAILED", f"The model could not score this input: {exc}")
+        self.metrics.predictions(predictions)
+        response = _Response(200, _dumps({"predictions": predictions}))
+        if problems:
+            codes = ",".join(sorted({f"{p.column}:{p.code}" for p in problems}))[:1024]
+            response.headers += [
+                (b"x-keel-validation", b"warn"),
+                (b"x-keel-problems", codes.encode()),
+            ]
+        else:
+            response.headers.append((b"x-keel-validation", self.validation.encode()))
+        return response
+
+    # -- the rest ------------------------------------------------------------------
+
+    async def _ping(self, scope: Scope, receive: Receive) -> _Response:
+        return _Response(200 if self.ready else 503, b"\n", content_type=b"text/plain")
+
+    async def _health(self, scope: Scope, receive: Receive) -> _Response:
+        if self.ready:
+            return _Response(200, _dumps({"status": "ready", "model_uri": self.served.uri}))
+        return _Response(
+            503,
+            _dumps(
+                {"status": "not ready", "model_uri": self.served.uri, "reason": self.served.error}
+            ),
+        )
+
+    async def _version(self, scope: Scope, receive: Receive) -> _Response:
+        s = self.served
+        return _Response(
+            200,
+            _dumps({"keel": __version__, "model_uri": s.uri, "name": s.name, "version": s.version}),
+        )
+
+    async def _metadata(self, scope: Scope, receive: Receive) -> _Response:
+        return _Response(200, _dumps(self.served.describe() | {"validation": self.validation}))
+
+    async def _metrics(self, scope: Scope, receive: Receive) -> _Response:
+        return _Response(200, self.metrics.exposition(), content_type=self.metrics.content_type)
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def send(self, send: Send) -> None:
+        headers = [
+            (b"content-type", self.content_type),
+            (b"content-length", str(len(self.body)).encode()),
+            *self.headers,
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _error(status: int, code: str, message: str) -> _Response:
+    return _Response(status, _dumps({"error_code": code, "message": message}))
+
+
+def _invalid(problems: list[Problem]) -> _Response:
+    columns = sorted({p.column for p in problems})
+    message = f"The input has {len(problems)} problem(s) in {', '.join(columns)}: " + " ".join(
+        p.message for p in problems[:5]
+    )
+    body = {
+        "error_code": "INVALID_INPUT",
+        "message": message,
+        "problems": [p.to_dict() for p in problems],
+    }
+    return _Response(422, _dumps(body))
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | _Response:
+    declared = _header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > limit:
+        return _error(413, "PAYLOAD_TOO_LARGE", f"The body is over the {limit:,}-byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _error(400, "CLIENT_DISCONNECTED", "The client went away mid-request.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return _error(413, "PAYLOAD_TOO_LARGE", f"The body is over the {limit:,}-byte limit.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _dumps(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # pandas / numpy values orjson does not know natively
+        return value.tolist()
+    return str(value)
+
+
+def _registered_name(uri: str) -> tuple[str | None, str | None]:
+    if not uri.startswith("models:/"):
+        return None, None
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        return rest.split("@", 1)[0], None
+    name, _, version = rest.partition("/")
+    return name, version if version.isdigit() else None
+
+
+def _version_of(uri: str) -> str | None:
+    """The registered version a ``models:/name@alias`` or ``/stage`` URI points at now."""
+    if not uri.startswith("models:/"):
+        return None
+    from keel.tracking.client import Client
+
+    try:
+        return str(Client().registry.resolve(uri).version)
+    except Exception:  # the model loaded, so this only costs the version in /version
+        return None
+
+
+def app_from_environment() -> ScoringApp:
+    """The app ``keel serve`` runs in each worker, configured through the environment."""
+    uri = os.environ[MODEL_ENV]
+    return ScoringApp(
+        ServedModel.load(uri),
+        validation=os.environ.get(POLICY_ENV, "reject"),
+        max_body_bytes=int(os.environ.get(MAX_BODY_ENV, MAX_BODY_BYTES)),
+    )

@@ -1,0 +1,105 @@
+"""What ``/metrics`` reports, in Prometheus' text format (prometheus_client, a registry per app).
+
+* ``keel_requests_total{status}`` and ``keel_request_seconds`` (a histogram) for
+  ``/invocations``;
+* ``keel_batch_rows``: rows per request;
+* ``keel_payload_errors_total{code}``: bodies that did not parse;
+* ``keel_validation_problems_total{column, code}``: problems the checks found;
+* ``keel_prediction_failures_total``: inputs the model itself refused;
+* ``keel_predictions_total{value}`` for labels (up to ``MAX_LABELS`` of them) and
+  ``keel_prediction_value`` (count and sum) for numbers.
+
+>>> m = ServingMetrics()
+>>> m.request(200, 0.002)
+>>> b'keel_requests_total{status="200"} 1.0' in m.exposition()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MAX_LABELS = 50
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 500, 1_000, 10_000, 100_000)
+
+
+class ServingMetrics:
+    """The counters of one scoring app."""
+
+    content_type = CONTENT_TYPE_LATEST.encode()
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._requests = Counter(
+            "keel_requests", "Scoring requests by status.", ["status"], registry=r
+        )
+        self._latency = Histogram(
+            "keel_request_seconds",
+            "Time to answer a scoring request.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._rows = Histogram(
+            "keel_batch_rows", "Rows per scoring request.", buckets=ROW_BUCKETS, registry=r
+        )
+        self._payload = Counter(
+            "keel_payload_errors", "Bodies that did not parse, by code.", ["code"], registry=r
+        )
+        self._problems = Counter(
+            "keel_validation_problems",
+            "Input problems found, by column and code.",
+            ["column", "code"],
+            registry=r,
+        )
+        self._failed = Counter(
+            "keel_prediction_failures", "Inputs the model could not score.", registry=r
+        )
+        self._labels = Counter("keel_predictions", "Predicted labels.", ["value"], registry=r)
+        self._values = Summary("keel_prediction_value", "Predicted numbers.", registry=r)
+        self._seen_labels: set[str] = set()
+
+    def request(self, status: int, seconds: float) -> None:
+        self._requests.labels(str(status)).inc()
+        self._latency.observe(seconds)
+
+    def rows(self, count: int) -> None:
+        self._rows.observe(count)
+
+    def payload_error(self, code: str) -> None:
+        self._payload.labels(code).inc()
+
+    def problems(self, problems: Iterable[Any]) -> None:
+        for p in problems:
+            self._problems.labels(p.column, p.code).inc(p.count)
+
+    def prediction_failed(self) -> None:
+        self._failed.inc()
+
+    def predictions(self, predictions: Any) -> None:
+        values = np.asarray(predictions)
+        if values.ndim != 1 or not len(values):
+            return
+        if values.dtype.kind == "f":
+            finite = values[np.isfinite(values)]
+            for v in finite[:1_000].tolist():
+                self._values.observe(v)
+            return
+        labels, counts = np.unique(values.astype(str), return_counts=True)
+        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            if label not in self._seen_labels and len(self._seen_labels) >= MAX_LABELS:
+                label = (
+                    "other"  # bounded cardinality: a label per distinct value would grow forever
+                )
+            else:
+                self._seen_labels.add(label)
+            self._labels.labels(label).inc(count)
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))
