@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -460,6 +461,9 @@ def catalog(registry: RegistryStore) -> RegistryStore:
     for i in range(3):
         registry.create_model_version("churn-a", f"runs:/r{i}/model", run_id=f"r{i}")
     registry.create_model_version("churn-a", "gs://bucket/local/path", tags={"k": "v"})
+    # timestamps are milliseconds: the newest version must be newer, not a tie, for the
+    # tests that order by creation time
+    time.sleep(0.002)
     registry.create_model_version("fraud", "s3://b/fraud", run_id="r1", tags={"k": "w"})
     return registry
 
