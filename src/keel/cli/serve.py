@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +38,16 @@ def serve(
     max_body_mb: Annotated[
         int, typer.Option(help="The largest request body accepted (MB); larger gets 413.", min=1)
     ] = 64,
+    log_dir: Annotated[
+        str,
+        typer.Option(
+            "--log-dir",
+            help="Where the prediction log goes: Parquet files of every scored row (query them "
+            "with DuckDB) and hourly profiles of inputs and predictions.",
+            metavar="DIR",
+        ),
+    ] = "keel-predictions",
+    no_log: Annotated[bool, typer.Option("--no-log", help="Keep no prediction log.")] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Serve a model: POST /invocations scores, /health says when it is ready.
@@ -53,7 +64,14 @@ def serve(
     import uvicorn
 
     from keel.server.protocol import http_protocol
-    from keel.serving.app import MAX_BODY_ENV, MODEL_ENV, POLICIES, POLICY_ENV, ServedModel
+    from keel.serving.app import (
+        LOG_ENV,
+        MAX_BODY_ENV,
+        MODEL_ENV,
+        POLICIES,
+        POLICY_ENV,
+        ServedModel,
+    )
     from keel.uris import resolve_tracking_uri
 
     if validation not in POLICIES:
@@ -68,9 +86,11 @@ def serve(
     os.environ[MODEL_ENV] = model_uri
     os.environ[POLICY_ENV] = validation
     os.environ[MAX_BODY_ENV] = str(max_body_mb << 20)
+    os.environ[LOG_ENV] = "" if no_log else str(Path(log_dir).resolve())
+    logged = "no prediction log" if no_log else f"logging to {os.environ[LOG_ENV]}"
     typer.echo(
         f"Keel serving {model_uri} at http://{host}:{port}/invocations (validation: {validation}, "
-        f"{workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it.",
+        f"{logged}, {workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it.",
         err=True,
     )
     uvicorn.run(

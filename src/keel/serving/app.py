@@ -39,6 +39,7 @@ from keel import __version__
 from keel.serving.checks import InputChecker, Problem
 from keel.serving.metrics import ServingMetrics
 from keel.serving.payload import PayloadError, parse
+from keel.serving.prediction_log import LogMeta, PredictionLog
 from keel.serving.schema import InputSchema
 
 log = logging.getLogger("keel.serving")
@@ -48,6 +49,7 @@ MAX_BODY_BYTES = 64 << 20
 MODEL_ENV = "KEEL_SERVE_MODEL_URI"
 POLICY_ENV = "KEEL_SERVE_VALIDATION"
 MAX_BODY_ENV = "KEEL_SERVE_MAX_BODY_BYTES"
+LOG_ENV = "KEEL_SERVE_LOG_DIR"  # empty: no prediction log
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = MutableMapping[str, Any]
@@ -139,6 +141,7 @@ class ScoringApp:
         *,
         validation: str = "reject",
         max_body_bytes: int = MAX_BODY_BYTES,
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         if validation not in POLICIES:
             raise ValueError(f"validation must be one of {', '.join(POLICIES)}, not {validation!r}")
@@ -147,6 +150,9 @@ class ScoringApp:
         self.max_body_bytes = max_body_bytes
         self.checker = InputChecker(served.schema, served.profile)
         self.metrics = ServingMetrics()
+        self.log = prediction_log
+        if prediction_log is not None:
+            self.metrics.watch_log(prediction_log)
         # one thread runs the model: predictions never block the event loop,
         # which keeps parsing and answering other requests meanwhile
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict")
@@ -197,21 +203,29 @@ class ScoringApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self._executor.shutdown(wait=True)
+                self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def close(self) -> None:
+        """Finish the predictions in flight and write every queued log entry."""
+        self._executor.shutdown(wait=True)
+        if self.log is not None:
+            self.log.close()
 
     # -- scoring -------------------------------------------------------------------
 
     async def _invocations(self, scope: Scope, receive: Receive) -> _Response:
         started = time.perf_counter()
         request_id = _request_id(scope)
-        response = await self._score(scope, receive, request_id)
+        response = await self._score(scope, receive, request_id, started)
         response.headers.append((b"x-request-id", request_id.encode()))
         self.metrics.request(response.status, time.perf_counter() - started)
         return response
 
-    async def _score(self, scope: Scope, receive: Receive, request_id: str) -> _Response:
+    async def _score(
+        self, scope: Scope, receive: Receive, request_id: str, started: float
+    ) -> _Response:
         if not self.ready:
             return _error(503, "MODEL_NOT_READY", f"The model is not loaded: {self.served.error}")
         body = await _read_body(scope, receive, self.max_body_bytes)
@@ -247,8 +261,12 @@ class ScoringApp:
             return _error(422, "PREDICTION_FAILED", f"The model could not score this input: {exc}")
         self.metrics.predictions(predictions)
         response = _Response(200, _dumps({"predictions": predictions}))
+        codes = ",".join(sorted({f"{p.column}:{p.code}" for p in problems}))[:1024]
+        if self.log is not None:
+            outcome = "warn" if problems else "off" if self.validation == "off" else "passed"
+            meta = LogMeta(request_id, time.perf_counter() - started, outcome, codes)
+            self.log.submit(frame, predictions, meta)
         if problems:
-            codes = ",".join(sorted({f"{p.column}:{p.code}" for p in problems}))[:1024]
             response.headers += [
                 (b"x-keel-validation", b"warn"),
                 (b"x-keel-problems", codes.encode()),
@@ -385,9 +403,16 @@ def _version_of(uri: str) -> str | None:
 
 def app_from_environment() -> ScoringApp:
     """The app ``keel serve`` runs in each worker, configured through the environment."""
-    uri = os.environ[MODEL_ENV]
+    served = ServedModel.load(os.environ[MODEL_ENV])
+    log_dir = os.environ.get(LOG_ENV, "")
+    prediction_log = (
+        PredictionLog(log_dir, model_name=served.name, model_version=served.version)
+        if log_dir and served.ready
+        else None
+    )
     return ScoringApp(
-        ServedModel.load(uri),
+        served,
         validation=os.environ.get(POLICY_ENV, "reject"),
         max_body_bytes=int(os.environ.get(MAX_BODY_ENV, MAX_BODY_BYTES)),
+        prediction_log=prediction_log,
     )

@@ -6,6 +6,7 @@
 * ``keel_payload_errors_total{code}``: bodies that did not parse;
 * ``keel_validation_problems_total{column, code}``: problems the checks found;
 * ``keel_prediction_failures_total``: inputs the model itself refused;
+* ``keel_log_queued``, ``keel_log_dropped``, ``keel_log_written``: the prediction log;
 * ``keel_predictions_total{value}`` for labels (up to ``MAX_LABELS`` of them) and
   ``keel_prediction_value`` (count and sum) for numbers.
 
@@ -21,7 +22,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 MAX_LABELS = 50
@@ -100,6 +108,20 @@ class ServingMetrics:
             else:
                 self._seen_labels.add(label)
             self._labels.labels(label).inc(count)
+
+    def watch_log(self, prediction_log: Any) -> None:
+        """Report the prediction log's queue, drops and writes (read when scraped)."""
+        r = self.registry
+        queued = Gauge(
+            "keel_log_queued", "Prediction log entries waiting to be written.", registry=r
+        )
+        queued.set_function(lambda: prediction_log.queued)
+        dropped = Gauge(
+            "keel_log_dropped", "Rows dropped because the log queue was full.", registry=r
+        )
+        dropped.set_function(lambda: prediction_log.dropped)
+        written = Gauge("keel_log_written", "Rows written to the prediction log.", registry=r)
+        written.set_function(lambda: prediction_log.written)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

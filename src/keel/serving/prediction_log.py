@@ -1,0 +1,226 @@
+"""The prediction log: every scored row, written off the request path to Parquet files.
+
+A request only puts its frame and predictions on a bounded queue; one writer
+thread turns them into rows and writes them, every ``flush_rows`` rows or
+``flush_seconds``, as a new Parquet file under ``date=YYYY-MM-DD/`` (written
+to a temporary name, then renamed: a file that is there is complete). Each row
+holds the request id, the time, the model's name and version, the request's
+latency and validation outcome, the input columns (as their own columns) and
+the prediction. DuckDB reads the directory as one table::
+
+    SELECT date, count(*) FROM 'keel-predictions/**/*.parquet' GROUP BY date
+
+Beside the rows, the writer keeps a mergeable profile (:mod:`keel.data.profiles`)
+of the inputs and predictions per hour, in ``profiles/<hour>--<writer>.json``
+(one file per worker), so monitoring reads kilobytes, not the whole log.
+
+When the queue is full (the disk cannot keep up), new entries are dropped and
+counted (``dropped``, and ``keel_log_dropped_total`` in ``/metrics``): a
+request is never made to wait for the log. On a clean shutdown
+(:meth:`PredictionLog.close`) everything queued is written first.
+
+>>> import tempfile, pandas as pd
+>>> log = PredictionLog(tempfile.mkdtemp())
+>>> log.submit(pd.DataFrame({"x": [1.0, 2.0]}), [0, 1], LogMeta("r1", 0.001, "passed"))
+True
+>>> log.close()
+>>> log.written
+2
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger("keel.serving")
+
+MAX_QUEUE = 10_000
+FLUSH_ROWS = 5_000
+FLUSH_SECONDS = 1.0
+PREDICTION = "prediction"
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class LogMeta:
+    """What the log keeps about a request besides its rows."""
+
+    request_id: str
+    latency: float  # seconds
+    validation: str  # "passed", "warn" or "off"
+    problems: str = ""  # column:CODE,... when validation found any
+    at: float = 0.0  # epoch seconds; 0 means now
+
+    def when(self) -> float:
+        return self.at or time.time()
+
+
+class PredictionLog:
+    """A bounded queue and the thread that writes it to ``directory``."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        max_queue: int = MAX_QUEUE,
+        flush_rows: int = FLUSH_ROWS,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.model_name = model_name or ""
+        self.model_version = model_version or ""
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.dropped = 0
+        self.written = 0
+        self.failures = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._pending: list[tuple[pd.DataFrame, Any, LogMeta]] = []
+        self._profiles: dict[str, Any] = {}
+        self._closed = False
+        self._writer = uuid.uuid4().hex[:8]
+        self._thread = threading.Thread(target=self._run, name="keel-prediction-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, frame: pd.DataFrame, predictions: Any, meta: LogMeta) -> bool:
+        """Queue one request's rows; False (and counted) when the queue is full or closed."""
+        if self._closed:
+            self.dropped += len(frame)
+            return False
+        try:
+            self._queue.put_nowait((frame, predictions, meta))
+        except queue.Full:
+            self.dropped += len(frame)
+            return False
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- the writer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.flush_seconds
+        rows = 0
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush()
+                return
+            if item is not None:
+                self._pending.append(item)
+                rows += len(item[0])
+            if rows >= self.flush_rows or time.monotonic() >= deadline:
+                self._flush()
+                rows = 0
+                deadline = time.monotonic() + self.flush_seconds
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            table = self._table(pending)
+            self._write(table)
+            self._profile(table)
+            self.written += table.num_rows
+        except Exception:  # the log must never take the server down; say so, count it
+            self.failures += 1
+            log.exception("keel serve: could not write %d prediction log entries", len(pending))
+
+    def _table(self, pending: list[tuple[pd.DataFrame, Any, LogMeta]]) -> pa.Table:
+        parts = []
+        for frame, predictions, meta in pending:
+            n = len(frame)
+            part = frame.reset_index(drop=True).copy()
+            part.columns = [f"input.{c}" for c in part.columns]
+            values = np.asarray(predictions)
+            part[PREDICTION] = list(values) if values.ndim > 1 else values
+            part.insert(0, "request_id", meta.request_id)
+            part.insert(1, "row", np.arange(n))
+            # naive here, UTC below: pandas 3 warns when pyarrow reads tz-aware columns
+            part.insert(2, "timestamp", pd.Timestamp(meta.when(), unit="s"))
+            part.insert(3, "latency_ms", meta.latency * 1000)
+            part.insert(4, "validation", meta.validation)
+            part.insert(5, "problems", meta.problems)
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        frame.insert(3, "model_name", self.model_name)
+        frame.insert(4, "model_version", self.model_version)
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            # served under "warn" or "off", a column can mix types: keep it as text
+            mixed = frame.select_dtypes(include="object").columns
+            frame[mixed] = frame[mixed].map(lambda v: v if v is None else str(v))
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        at = table.schema.get_field_index("timestamp")
+        utc = table["timestamp"].cast(pa.timestamp("ns", "UTC"))
+        return table.set_column(at, "timestamp", utc)
+
+    def _write(self, table: pa.Table) -> None:
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        folder = self.directory / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(folder / name)
+
+    def _profile(self, table: pa.Table) -> None:
+        from keel.data.profiles import profile
+
+        hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+        columns = [c for c in table.column_names if c.startswith("input.") or c == PREDICTION]
+        batch = table.select(columns)
+        if pa.types.is_list(batch.schema.field(PREDICTION).type):
+            batch = batch.drop_columns([PREDICTION])  # vectors per row: no single distribution
+        current = profile(batch)
+        previous = self._profiles.get(hour)
+        if previous is not None and list(previous.columns) == list(current.columns):
+            current = previous.merge(current)
+        self._profiles = {hour: current}  # only the open hour is kept in memory
+        folder = self.directory / "profiles"
+        folder.mkdir(exist_ok=True)
+        # one file per writer and hour: workers and restarts never overwrite each other,
+        # and monitoring merges whatever files an hour has
+        target = folder / f"{hour}--{self._writer}.json"
+        tmp = folder / f".{target.name}.tmp"
+        current.to_json(tmp)
+        tmp.replace(target)
+
+
+def read_log(directory: str | Path) -> pa.Table:
+    """Every row of a prediction log directory as one Arrow table (oldest file first)."""
+    files = sorted(Path(directory).glob("date=*/part-*.parquet"))
+    if not files:
+        return pa.table({})
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
