@@ -262,6 +262,13 @@ def test_keel_serve_command_serves_a_registered_model(tracking: Path, package: P
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # SIGTERM is a clean shutdown: the scored row was written before the process exited
+    from keel.serving.prediction_log import read_log
+
+    logged = read_log(tracking / "keel-predictions").to_pandas()
+    assert logged[["model_name", "model_version", "input.plan"]].values.tolist() == [
+        ["churn", "1", "gold"]
+    ]
     failing = subprocess.run(
         [sys.executable, "-c", command, "serve", "models:/nope@x", "--port", str(port)],
         cwd=tracking,
