@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, registry, runs
+from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, monitor, registry, runs
 from keel.cli.demo import demo
 from keel.cli.serve import serve
 from keel.cli.server import server
@@ -70,6 +70,7 @@ registry.register_commands(models.app)
 app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.add_typer(data.app, name="data")
+app.add_typer(monitor.app, name="monitor")
 app.command("demo")(demo)
 app.command("server")(server)
 app.command("serve")(serve)

@@ -197,11 +197,16 @@ def _profile_card(col: ColumnProfile) -> str:
 
 def drift_page(report: DriftReport, *, title: str = "Drift report") -> str:
     """The HTML page of a drift report: verdict, a table row and a chart per column."""
+    return page(title, drift_section(report, title=title, heading="h1"))
+
+
+def drift_section(report: DriftReport, *, title: str, heading: str = "h2") -> str:
+    """A drift report's markup, to stand alone or inside a larger page."""
     verdict_class = "bad" if report.drifted else "ok"
     new = report.new_categories
     names = " vs ".join(esc(n) for n in (report.reference, report.current) if n)
     body = [
-        f"<h1>{esc(title)}</h1><p class='muted'>{names}"
+        f"<{heading}>{esc(title)}</{heading}><p class='muted'>{names}"
         f"{' — ' if names else ''}reference {report.n_reference:,} rows, current "
         f"{report.n_current:,} rows; false-discovery rate {report.fdr:g} "
         "(Benjamini–Hochberg across all columns)</p>",
@@ -221,10 +226,10 @@ def drift_page(report: DriftReport, *, title: str = "Drift report") -> str:
         "<th>why this test</th></tr></thead><tbody>"
     )
     body.extend(_drift_row(c) for c in report.columns)
-    body.append("</tbody></table><h2>Distributions</h2>" + legend() + "<div class='cards'>")
+    body.append("</tbody></table><h3>Distributions</h3>" + legend() + "<div class='cards'>")
     body.extend(_drift_card(c) for c in report.columns if c.plot)
     body.append("</div>")
-    return page(title, "".join(body))
+    return "".join(body)
 
 
 def _drift_row(c: ColumnDrift) -> str:
@@ -330,3 +335,48 @@ def _pre(value: Any) -> str:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return f"<pre>{esc(text)}</pre>"
+
+
+# -- monitoring -------------------------------------------------------------------
+
+
+def monitor_page(report: Any) -> str:
+    """The HTML page of a :class:`keel.serving.monitor.MonitorReport`."""
+    title = f"Monitoring: {report.model_uri}" if report.model_uri else "Monitoring"
+    period = f"{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC"
+    verdict = "bad" if report.drifted else "ok"
+    body = [
+        f"<h1>{esc(title)}</h1><p class='muted'>{esc(period)}</p>",
+        f"<p class='verdict {verdict}'>{esc(report.summary())}</p>",
+        "<table><tbody>",
+        f"<tr><th>requests</th><td class='num'>{number(report.requests)}</td></tr>",
+        f"<tr><th>rows scored</th><td class='num'>{number(report.rows)}</td></tr>",
+    ]
+    for outcome, count in report.validation.items():
+        body.append(
+            f"<tr><th>validation: {esc(outcome)}</th><td class='num'>{number(count)}</td></tr>"
+        )
+    for name, value in report.latency_ms.items():
+        body.append(f"<tr><th>latency {esc(name)}</th><td class='num'>{value:.2f} ms</td></tr>")
+    body.append("</tbody></table>")
+    if report.problems:
+        body.append(
+            "<h2>Input problems</h2><table><thead><tr><th>column</th><th>code</th>"
+            "<th>requests</th></tr></thead><tbody>"
+        )
+        for key, count in report.problems.items():
+            column, _, code = key.rpartition(":")
+            body.append(
+                f"<tr><td>{esc(column)}</td><td><code>{esc(code)}</code></td>"
+                f"<td class='num'>{number(count)}</td></tr>"
+            )
+        body.append("</tbody></table>")
+    if report.input_drift is not None:
+        body.append(drift_section(report.input_drift, title="Inputs vs training data"))
+    if report.output_drift is not None:
+        body.append(drift_section(report.output_drift, title="Predictions: last hour vs before"))
+    if report.notes:
+        body.append(
+            "<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>"
+        )
+    return page(title, "".join(body))
