@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from keel import __version__
 from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, monitor, registry, runs
 from keel.cli.demo import demo
+from keel.cli.predict import predict
 from keel.cli.serve import serve
 from keel.cli.server import server
 from keel.errors import KeelError
@@ -74,6 +75,7 @@ app.add_typer(monitor.app, name="monitor")
 app.command("demo")(demo)
 app.command("server")(server)
 app.command("serve")(serve)
+app.command("predict")(predict)
 
 
 def _print_version(value: bool) -> None:

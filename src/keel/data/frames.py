@@ -134,7 +134,7 @@ def schema_of(data: Any) -> pa.Schema:
     """The Arrow schema of ``data`` without reading all of it (files: the header only)."""
     if isinstance(data, str | Path):
         path = Path(data)
-        if _suffix(path) in (".parquet", ".pq"):
+        if file_suffix(path) in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
             return pq.ParquetFile(path).schema_arrow
@@ -194,7 +194,7 @@ def _failing_column(frame: Any) -> str | None:
     return None
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
     name = path.name.lower()
     for suffix in (".csv.gz", ".tsv", ".csv", ".parquet", ".pq"):
         if name.endswith(suffix):
@@ -205,7 +205,7 @@ def _suffix(path: Path) -> str:
 def _file_batches(path: Path, batch_rows: int | None) -> Iterator[pa.RecordBatch]:
     if not path.is_file():
         raise DataError(f"No such data file: {str(path)!r}. Check the path.")
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     try:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
