@@ -110,3 +110,37 @@ def test_monitor_report_command(traffic: Path, package: Path, tmp_path: Path) ->
 def test_durations() -> None:
     assert parse_duration("90m") == timedelta(minutes=90)
     assert parse_duration("2w") == timedelta(days=14)
+
+
+def test_feedback_turns_into_realised_accuracy(package: Path, tmp_path: Path) -> None:  # noqa: F811
+    served = ServedModel.load(str(package))
+    app = ScoringApp(served, prediction_log=PredictionLog(tmp_path / "log", flush_seconds=0.05))
+    rows = {
+        "dataframe_records": [{"age": a, "spend": 10.0, "plan": "basic"} for a in (25, 35, 55, 65)]
+    }
+    with serve(app) as base, httpx.Client(base_url=base) as client:
+        scored = client.post("/invocations", json=rows)
+        rid, predicted = scored.headers["x-request-id"], scored.json()["predictions"]
+        wrong_last = [*predicted[:3], 1 - predicted[3]]
+        one = client.post("/feedback", json={"request_id": rid, "actuals": wrong_last[:2]})
+        two = client.post(
+            "/feedback", json=[{"request_id": rid, "row": 2, "actuals": wrong_last[2:]}]
+        )
+        assert (one.status_code, one.json(), two.json()) == (202, {"accepted": 2}, {"accepted": 2})
+        bad = [
+            client.post("/feedback", content=b"{", headers={"content-type": "application/json"}),
+            client.post("/feedback", json={"actual": 1}),
+            client.post("/feedback", json={"request_id": rid}),
+            client.post("/feedback", json={"request_id": rid, "row": -1, "actual": 1}),
+            client.post("/feedback", json={"request_id": rid, "actual": {"a": 1}}),
+            client.post("/feedback", json=[]),
+        ]
+        assert [r.status_code for r in bad] == [400] * 6
+        assert {r.json()["error_code"] for r in bad} == {"MALFORMED_JSON", "BAD_FEEDBACK"}
+    app.close()
+    report = monitor_report(tmp_path / "log", since=timedelta(hours=1))
+    assert report.performance == {"labelled_rows": 4, "accuracy": 0.75}
+    assert "on 4 labelled rows: accuracy 0.75" in report.summary()
+    with serve(ScoringApp(served)) as base:
+        refused = httpx.post(f"{base}/feedback", json={"request_id": rid, "actual": 1})
+    assert (refused.status_code, refused.json()["error_code"]) == (409, "NO_PREDICTION_LOG")

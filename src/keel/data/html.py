@@ -358,6 +358,8 @@ def monitor_page(report: Any) -> str:
         )
     for name, value in report.latency_ms.items():
         body.append(f"<tr><th>latency {esc(name)}</th><td class='num'>{value:.2f} ms</td></tr>")
+    for name, value in report.performance.items():
+        body.append(f"<tr><th>realised {esc(name)}</th><td class='num'>{number(value)}</td></tr>")
     body.append("</tbody></table>")
     if report.problems:
         body.append(

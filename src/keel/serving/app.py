@@ -22,6 +22,7 @@ False
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -158,6 +159,7 @@ class ScoringApp:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict")
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[_Response]]] = {
             ("POST", "/invocations"): self._invocations,
+            ("POST", "/feedback"): self._feedback,
             ("GET", "/ping"): self._ping,
             ("GET", "/health"): self._health,
             ("GET", "/version"): self._version,
@@ -275,6 +277,33 @@ class ScoringApp:
             response.headers.append((b"x-keel-validation", self.validation.encode()))
         return response
 
+    async def _feedback(self, scope: Scope, receive: Receive) -> _Response:
+        """True values for logged predictions: ``{"request_id", "actual"}`` or ``"actuals"``.
+
+        A list of such objects is accepted too; ``"row"`` says which row of the
+        request the first value is for (default 0). Answers 202: the values are
+        queued for the log, and joined with the predictions by the monitoring report.
+        """
+        if self.log is None:
+            return _error(
+                409,
+                "NO_PREDICTION_LOG",
+                "This server keeps no prediction log "
+                "(--no-log), so feedback has nothing to be joined with.",
+            )
+        body = await _read_body(scope, receive, self.max_body_bytes)
+        if isinstance(body, _Response):
+            return body
+        try:
+            entries = _feedback_entries(body)
+        except PayloadError as exc:
+            return _error(exc.status, exc.code, exc.detail)
+        accepted = 0
+        for request_id, first_row, actuals in entries:
+            if self.log.feedback(request_id, actuals, first_row):
+                accepted += len(actuals)
+        return _Response(202, _dumps({"accepted": accepted}))
+
     # -- the rest ------------------------------------------------------------------
 
     async def _ping(self, scope: Scope, receive: Receive) -> _Response:
@@ -355,6 +384,43 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | _Res
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _feedback_entries(body: bytes) -> list[tuple[str, int, list[Any]]]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("MALFORMED_JSON", f"The body is not valid JSON: {exc}.") from None
+    items = doc if isinstance(doc, list) else [doc]
+    if not items:
+        raise PayloadError("BAD_FEEDBACK", "The body holds no feedback.")
+    entries = []
+    for i, item in enumerate(items):
+        where = f"feedback {i}" if isinstance(doc, list) else "the feedback"
+        if not isinstance(item, dict):
+            raise PayloadError("BAD_FEEDBACK", f"{where} must be an object with request_id.")
+        request_id, row = item.get("request_id"), item.get("row", 0)
+        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            raise PayloadError(
+                "BAD_FEEDBACK",
+                f"{where} needs the request_id of a scoring response (X-Request-Id).",
+            )
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+            raise PayloadError("BAD_FEEDBACK", f"{where}: row must be a whole number >= 0.")
+        if "actuals" in item:
+            actuals = item["actuals"]
+            if not isinstance(actuals, list) or not actuals:
+                raise PayloadError("BAD_FEEDBACK", f"{where}: actuals must be a non-empty list.")
+        elif "actual" in item:
+            actuals = [item["actual"]]
+        else:
+            raise PayloadError("BAD_FEEDBACK", f"{where} needs actual (or actuals, one per row).")
+        if not all(isinstance(v, str | int | float | bool) for v in actuals):
+            raise PayloadError(
+                "BAD_FEEDBACK", f"{where}: each actual must be a number, string or boolean."
+            )
+        entries.append((request_id, row, actuals))
+    return entries
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -70,6 +70,8 @@ class MonitorReport:
     input_drift: DriftReport | None = None
     output_drift: DriftReport | None = None
     predictions: dict[str, Any] = field(default_factory=dict)
+    # realised performance on the rows whose true values came back through /feedback
+    performance: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +89,11 @@ class MonitorReport:
             parts.append("inputs: " + self.input_drift.summary().rstrip("."))
         if self.output_drift is not None:
             parts.append("predictions: " + self.output_drift.summary().rstrip("."))
+        if self.performance:
+            shown = ", ".join(
+                f"{k} {v:.4g}" for k, v in self.performance.items() if k != "labelled_rows"
+            )
+            parts.append(f"on {self.performance['labelled_rows']:,} labelled rows: {shown}")
         return "; ".join(parts) + "."
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +109,7 @@ class MonitorReport:
             "problems": self.problems,
             "latency_ms": self.latency_ms,
             "predictions": self.predictions,
+            "performance": self.performance,
             "input_drift": self.input_drift.to_dict() if self.input_drift else None,
             "output_drift": self.output_drift.to_dict() if self.output_drift else None,
             "notes": self.notes,
@@ -142,6 +150,7 @@ def monitor_report(
     start = until - since
     report = MonitorReport(model_uri, start, until)
     _read_rows(report, root, start)
+    report.performance = _performance(root, start)
     hours = _hourly_profiles(root, start)
     if not hours:
         report.notes.append("no profiles in this period: nothing was scored, or the log was off")
@@ -212,6 +221,51 @@ def _read_rows(report: MonitorReport, root: Path, start: datetime) -> None:
         "p99": float(np.percentile(latency, 99)),
         "mean": float(latency.mean()),
     }
+
+
+def _performance(root: Path, start: datetime) -> dict[str, Any]:
+    """Accuracy (labels) or MAE and RMSE (numbers) of the predictions that got feedback."""
+    from keel.serving.prediction_log import read_feedback
+
+    feedback = read_feedback(root)
+    if not feedback.num_rows:
+        return {}
+    # the latest value per row wins: feedback can be corrected by sending it again
+    feedback = feedback.sort_by([("timestamp", "ascending")])
+    actual = {
+        (r, i): a
+        for r, i, a in zip(
+            *(feedback[c].to_pylist() for c in ("request_id", "row", "actual")), strict=True
+        )
+    }
+    pairs = []
+    first_day = start.strftime("%Y-%m-%d")
+    for folder in sorted(root.glob("date=*")):
+        if folder.name[len("date=") :] < first_day:
+            continue
+        for file in sorted(folder.glob("part-*.parquet")):
+            table = pq.read_table(file, columns=["timestamp", "request_id", "row", PREDICTION])
+            since = pa.scalar(start, type=table.schema.field("timestamp").type)
+            table = table.filter(pc.greater_equal(table["timestamp"], since))
+            for r, i, predicted in zip(
+                *(table[c].to_pylist() for c in ("request_id", "row", PREDICTION)), strict=True
+            ):
+                if (r, i) in actual:
+                    pairs.append((predicted, json.loads(actual[(r, i)])))
+    if not pairs:
+        return {}
+    predicted, truth = zip(*pairs, strict=True)
+    if all(isinstance(p, float) for p in predicted) and all(
+        isinstance(t, int | float) and not isinstance(t, bool) for t in truth
+    ):
+        errors = np.asarray(predicted, dtype=float) - np.asarray(truth, dtype=float)
+        return {
+            "labelled_rows": len(pairs),
+            "mae": float(np.abs(errors).mean()),
+            "rmse": float(np.sqrt((errors**2).mean())),
+        }
+    hits = sum(str(p) == str(t) for p, t in pairs)
+    return {"labelled_rows": len(pairs), "accuracy": hits / len(pairs)}
 
 
 def _hourly_profiles(root: Path, start: datetime) -> dict[str, Profile]:

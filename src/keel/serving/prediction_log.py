@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -92,6 +93,7 @@ class PredictionLog:
         self.failures = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._pending: list[tuple[pd.DataFrame, Any, LogMeta]] = []
+        self._feedback: list[_Feedback] = []
         self._profiles: dict[str, Any] = {}
         self._closed = False
         self._writer = uuid.uuid4().hex[:8]
@@ -111,6 +113,22 @@ class PredictionLog:
             self._queue.put_nowait((frame, predictions, meta))
         except queue.Full:
             self.dropped += len(frame)
+            return False
+        return True
+
+    def feedback(self, request_id: str, actuals: list[Any], first_row: int = 0) -> bool:
+        """Queue the true values of a request's rows (from ``first_row`` on), as they arrive.
+
+        They are written to ``feedback/`` beside the rows; the monitoring report
+        joins them with the predictions on request id and row.
+        """
+        entry = _Feedback(request_id, first_row, [json.dumps(a) for a in actuals], time.time())
+        if self._closed:
+            return False
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += len(actuals)
             return False
         return True
 
@@ -135,7 +153,9 @@ class PredictionLog:
             if item is _STOP:
                 self._flush()
                 return
-            if item is not None:
+            if isinstance(item, _Feedback):
+                self._feedback.append(item)
+            elif item is not None:
                 self._pending.append(item)
                 rows += len(item[0])
             if rows >= self.flush_rows or time.monotonic() >= deadline:
@@ -144,6 +164,13 @@ class PredictionLog:
                 deadline = time.monotonic() + self.flush_seconds
 
     def _flush(self) -> None:
+        if self._feedback:
+            entries, self._feedback = self._feedback, []
+            try:
+                self._write(_feedback_table(entries), "feedback")
+            except Exception:
+                self.failures += 1
+                log.exception("keel serve: could not write %d feedback entries", len(entries))
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -186,9 +213,9 @@ class PredictionLog:
         utc = table["timestamp"].cast(pa.timestamp("ns", "UTC"))
         return table.set_column(at, "timestamp", utc)
 
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, table: pa.Table, kind: str = "") -> None:
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        folder = self.directory / f"date={day}"
+        folder = self.directory / kind / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
@@ -216,6 +243,39 @@ class PredictionLog:
         tmp = folder / f".{target.name}.tmp"
         current.to_json(tmp)
         tmp.replace(target)
+
+
+@dataclass(frozen=True)
+class _Feedback:
+    request_id: str
+    first_row: int
+    actuals: list[str]  # JSON text: a label stays a string, a number a number
+    at: float
+
+
+def _feedback_table(entries: list[_Feedback]) -> pa.Table:
+    rows = [
+        (e.request_id, e.first_row + i, actual, e.at)
+        for e in entries
+        for i, actual in enumerate(e.actuals)
+    ]
+    request_ids, row_numbers, actuals, times = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "request_id": pa.array(request_ids, pa.string()),
+            "row": pa.array(row_numbers, pa.int64()),
+            "actual": pa.array(actuals, pa.string()),
+            "timestamp": pa.array([int(t * 1e6) for t in times], pa.timestamp("us", "UTC")),
+        }
+    )
+
+
+def read_feedback(directory: str | Path) -> pa.Table:
+    """Every feedback row of a prediction log directory (request_id, row, actual as JSON text)."""
+    files = sorted(Path(directory).glob("feedback/date=*/part-*.parquet"))
+    if not files:
+        return pa.table({})
+    return pa.concat_tables([pq.read_table(f) for f in files])
 
 
 def read_log(directory: str | Path) -> pa.Table:
