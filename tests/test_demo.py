@@ -224,6 +224,22 @@ def test_run_demo_from_python_on_the_default_database(tracking: Path) -> None:
     assert "Validate:  fresh batch passed 122 of 122 expectations" in summary
     drift_line = "Drift:     shifted batch: Drift in 2 of 30 columns: mean radius, worst texture"
     assert drift_line in summary
+    # Serving: the production model behind keel serve's app, normal then shifted traffic,
+    # labels through /feedback, and a monitoring report that names the shifted columns.
+    serving = result.serving
+    assert serving is not None and (serving.normal_rows, serving.shifted_rows) == (114, 228)
+    report = serving.report
+    assert report.requests == 12 + 24 and report.rows == 342
+    assert report.input_drift is not None
+    assert serving.named(report.input_drift.drifted_columns) == [
+        "0 (mean radius)",
+        "21 (worst texture)",
+    ]
+    assert report.performance["labelled_rows"] == 114
+    assert report.performance["accuracy"] == pytest.approx(result.best_run.data.metrics["accuracy"])
+    assert "monitoring: input drift in 2 of 30 columns" in summary and serving.html.is_file()
+    assert f"keel serve {REGISTERED_MODEL_NAME}" not in summary  # the command takes the URI
+    assert f"keel serve models:/{REGISTERED_MODEL_NAME}@production" in summary
     # A second demo registers version 2 and moves the alias to it.
     again = run_demo(quick=True, verify=False)
     assert again.registration is not None and again.registration.version == 2

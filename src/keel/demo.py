@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from keel.models.doctor import Diagnosis
     from keel.models.targets import VerifyResult
     from keel.registry.gates import PromotionReport
+    from keel.serving.monitor import MonitorReport
 
 EXPERIMENT_NAME = "keel-demo"
 REGISTERED_MODEL_NAME = "keel-demo-classifier"
@@ -50,6 +52,7 @@ TEST_SIZE = 0.2
 # The batch the demo shifts on purpose, as a recalibrated instrument would: the
 # drift report must name these columns and the validation suite must fail them.
 SHIFTED_COLUMNS = {"mean radius": 1.3, "worst texture": 1.2}
+SERVE_BATCH = 10  # rows per request the demo sends its served model
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,29 @@ class DataChecks:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """The production model served on loopback: traffic sent, and the monitoring report.
+
+    ``normal_rows`` are the held-out split; ``shifted_rows`` the same rows with
+    ``SHIFTED_COLUMNS`` scaled, sent twice. True labels of the normal rows went
+    back through ``/feedback``.
+    """
+
+    model_uri: str
+    url: str
+    normal_rows: int
+    shifted_rows: int
+    report: MonitorReport
+    log_dir: Path
+    html: Path
+    columns: list[str]  # the feature names, by position (the model takes arrays)
+
+    def named(self, columns: list[str]) -> list[str]:
+        """Positional column names ("0", "21") with the feature names beside them."""
+        return [f"{c} ({self.columns[int(c)]})" if c.isdigit() else c for c in columns]
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """What the demo made: where it is stored, and its runs (best first).
 
@@ -209,6 +235,7 @@ class DemoResult:
     verification: Verification | None = None
     registration: Registration | None = None
     data_checks: DataChecks | None = None
+    serving: Serving | None = None
 
     @property
     def database(self) -> Path | None:
@@ -406,6 +433,59 @@ def _check_data(run_id: str, data: _Data) -> DataChecks:
     return DataChecks(len(suite.expectations), fresh, shifted, report, artifact_uri, local)
 
 
+def _serve_and_monitor(registration: Registration, data: _Data) -> Serving:
+    """Serve the production model, send normal and shifted traffic, report on it."""
+    import httpx
+
+    from keel.server.background import serve_in_background
+    from keel.serving import ScoringApp, ServedModel
+    from keel.serving.monitor import monitor_report
+    from keel.serving.prediction_log import PredictionLog
+
+    served = ServedModel.load(registration.alias_uri)
+    database = sqlite_path(keel.get_tracking_uri())
+    root = database.parent if database is not None else Path.cwd()
+    log_dir = root / "keel-predictions" / f"{registration.name}-v{registration.version}"
+    log = PredictionLog(log_dir, model_name=served.name, model_version=served.version)
+    app = ScoringApp(served, validation="warn", prediction_log=log)
+    columns = [str(c) for c in data.train_frame.columns]
+    shifted = data.x_test.copy()
+    for column, factor in SHIFTED_COLUMNS.items():
+        shifted[:, columns.index(column)] *= factor
+    sent = {"normal": 0, "shifted": 0}
+    with serve_in_background(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for kind, rows, rounds in (("normal", data.x_test, 1), ("shifted", shifted, 2)):
+            for _ in range(rounds):
+                for start in range(0, len(rows), SERVE_BATCH):
+                    batch = rows[start : start + SERVE_BATCH]
+                    scored = client.post("/invocations", json={"instances": batch.tolist()})
+                    scored.raise_for_status()
+                    sent[kind] += len(batch)
+                    if kind == "normal":  # the labels come back later, as they would
+                        truth = data.y_test[start : start + SERVE_BATCH].tolist()
+                        rid = scored.headers["x-request-id"]
+                        client.post("/feedback", json={"request_id": rid, "actuals": truth})
+    app.close()
+    report = monitor_report(
+        log_dir,
+        training_profile=served.profile,
+        since=timedelta(hours=1),
+        model_uri=registration.alias_uri,
+    )
+    html = log_dir / "monitor.html"
+    report.to_html(html)
+    return Serving(
+        registration.alias_uri,
+        url,
+        sent["normal"],
+        sent["shifted"],
+        report,
+        log_dir,
+        html,
+        columns,
+    )
+
+
 def _verify_package(package: Path, console: Console | None) -> Verification:
     """Load ``package`` in a uv environment built from its own requirements.txt.
 
@@ -483,6 +563,7 @@ def run_demo(
     """
     require("sklearn", "sklearn", "The Keel demo")
     require("datasketches", "data", "The Keel demo")
+    require("uvicorn", "server", "The Keel demo")
     started = time.perf_counter()
     if tracking_uri is not None:
         keel.set_tracking_uri(tracking_uri)
@@ -517,6 +598,7 @@ def run_demo(
     model_uri, package, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
     registration = _register_and_promote(model_uri, data)
     data_checks = _check_data(parent.run_id, data)
+    serving = _serve_and_monitor(registration, data)
     seconds = time.perf_counter() - started
     verification = _verify_package(package, console) if verify else None
     return DemoResult(
@@ -533,4 +615,5 @@ def run_demo(
         verification=verification,
         registration=registration,
         data_checks=data_checks,
+        serving=serving,
     )

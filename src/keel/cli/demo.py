@@ -12,6 +12,9 @@ from rich.text import Text
 
 from keel.cli import TrackingUri
 from keel.cli.output import add_row, console, format_number
+from keel.demo import SHIFTED_COLUMNS
+
+SHIFTED_COLUMN_NAMES = sorted(SHIFTED_COLUMNS)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,12 +90,22 @@ def render_summary(result: DemoResult, out: Console) -> None:
         *_package_lines(result),
         *_registry_lines(result),
         *_data_lines(result),
+        *_serving_lines(result),
         *_verify_lines(result.verification, verify_cmd if target else None),
         "",
         "Next:",
         f"  {keel_cmd} runs list --experiment keel-demo "
         f'--order-by "metrics.accuracy DESC"{uri_flag}',
         f"  {keel_cmd} runs show {best.info.run_id}{uri_flag}",
+        *(
+            [
+                f"  {keel_cmd} serve {result.serving.model_uri}{uri_flag}",
+                f"  {keel_cmd} monitor report {result.serving.model_uri} --log-dir "
+                f"{result.serving.log_dir}{uri_flag}",
+            ]
+            if result.serving is not None
+            else []
+        ),
         f"  {keel_cmd} runs list --filter \"params.model = 'random_forest'\"{uri_flag}",
         *(
             [
@@ -162,6 +175,36 @@ def _data_lines(result: DemoResult) -> list[str | Text]:
         ),
         f"{indent}report: {report}",
     ]
+    return lines
+
+
+def _serving_lines(result: DemoResult) -> list[str | Text]:
+    """The production model served on loopback, its traffic, and what monitoring saw."""
+    serving = result.serving
+    if serving is None:
+        return []
+    indent = " " * len("Serve:     ")
+    report = serving.report
+    drift = report.input_drift
+    drifted = ", ".join(serving.named(drift.drifted_columns)) if drift is not None else ""
+    verdict = (
+        f"input drift in {len(drift.drifted_columns)} of "
+        f"{len([c for c in drift.columns if not c.skipped])} columns: {drifted}"
+        if drift is not None and drift.drifted
+        else "no input drift"
+    )
+    lines: list[str | Text] = [
+        f"Serve:     {serving.model_uri} on {serving.url}: {serving.normal_rows} normal rows, "
+        f"then {serving.shifted_rows} with {', '.join(SHIFTED_COLUMN_NAMES)} scaled",
+        Text.assemble(f"{indent}monitoring: ", (verdict, "red" if report.drifted else "green")),
+    ]
+    if report.performance:
+        accuracy = report.performance.get("accuracy")
+        lines.append(
+            f"{indent}realised accuracy {format_number(accuracy)} on "
+            f"{report.performance['labelled_rows']} rows labelled through /feedback"
+        )
+    lines.append(f"{indent}report: {serving.html}")
     return lines
 
 
