@@ -21,7 +21,6 @@ False
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from typing import Any
 import orjson
 
 from keel import __version__
+from keel.serving.batching import MicroBatcher
 from keel.serving.checks import InputChecker, Problem
 from keel.serving.metrics import ServingMetrics
 from keel.serving.payload import PayloadError, parse
@@ -157,6 +157,9 @@ class ScoringApp:
         # one thread runs the model: predictions never block the event loop,
         # which keeps parsing and answering other requests meanwhile
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict")
+        predict = served.model.predict if served.model is not None else _not_ready
+        self.batcher = MicroBatcher(predict, self._executor)
+        self.metrics.watch_batcher(self.batcher)
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[_Response]]] = {
             ("POST", "/invocations"): self._invocations,
             ("POST", "/feedback"): self._feedback,
@@ -253,11 +256,9 @@ class ScoringApp:
                 len(problems),
                 "; ".join(p.message for p in problems),
             )
-        loop = asyncio.get_running_loop()
         try:
-            predictions = await loop.run_in_executor(
-                self._executor, self.served.model.predict, model_input
-            )
+            predictions = await self.batcher.predict(model_input)
+
         except Exception as exc:  # the model refused this input: the client's to fix
             self.metrics.prediction_failed()
             return _error(422, "PREDICTION_FAILED", f"The model could not score this input: {exc}")
@@ -384,6 +385,10 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | _Res
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _not_ready(model_input: Any) -> Any:
+    raise RuntimeError("the model is not loaded")
 
 
 def _feedback_entries(body: bytes) -> list[tuple[str, int, list[Any]]]:

@@ -6,6 +6,7 @@
 * ``keel_payload_errors_total{code}``: bodies that did not parse;
 * ``keel_validation_problems_total{column, code}``: problems the checks found;
 * ``keel_prediction_failures_total``: inputs the model itself refused;
+* ``keel_model_calls``, ``keel_batched_requests``: micro-batching at work;
 * ``keel_log_queued``, ``keel_log_dropped``, ``keel_log_written``: the prediction log;
 * ``keel_predictions_total{value}`` for labels (up to ``MAX_LABELS`` of them) and
   ``keel_prediction_value`` (count and sum) for numbers.
@@ -122,6 +123,16 @@ class ServingMetrics:
         dropped.set_function(lambda: prediction_log.dropped)
         written = Gauge("keel_log_written", "Rows written to the prediction log.", registry=r)
         written.set_function(lambda: prediction_log.written)
+
+    def watch_batcher(self, batcher: Any) -> None:
+        """Report how many model calls were made, and how many requests shared one."""
+        r = self.registry
+        calls = Gauge("keel_model_calls", "Calls to the model's predict.", registry=r)
+        calls.set_function(lambda: batcher.calls)
+        shared = Gauge(
+            "keel_batched_requests", "Requests scored in a call shared with others.", registry=r
+        )
+        shared.set_function(lambda: batcher.batched)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))
