@@ -277,3 +277,34 @@ def test_keel_serve_command_serves_a_registered_model(tracking: Path, package: P
         timeout=60,
     )
     assert failing.returncode == 1 and "cannot serve models:/nope@x" in failing.stderr
+
+
+def test_numeric_fast_path_agrees_with_the_general_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = pd.DataFrame(
+        {"a": rng.normal(0, 1, 400), "b": rng.normal(10, 2, 400), "n": rng.integers(0, 9, 400)}
+    )
+    model = LogisticRegression().fit(x, (x["a"] > 0).astype(int))
+    package = keel.models.save(model, tmp_path / "num", training_data=x, onnx=False)
+    app = ScoringApp(ServedModel.load(str(package)))
+    rows = x.iloc[:6]
+    expected = model.predict(rows).tolist()
+    with serve(app) as base:
+        shuffled = {"columns": ["n", "b", "a"], "data": rows[["n", "b", "a"]].values.tolist()}
+        for body in (
+            {"dataframe_split": {"columns": ["a", "b", "n"], "data": rows.values.tolist()}},
+            {"dataframe_split": shuffled},
+            {"dataframe_records": rows.to_dict(orient="records")},
+            {"inputs": rows.to_dict(orient="list")},
+        ):
+            assert _post(base, body).json() == {"predictions": expected}
+        problems = {
+            "UNEXPECTED_NULL": {"a": None, "b": 10.0, "n": 3},
+            "OUT_OF_RANGE": {"a": 0.0, "b": 1e9, "n": 3},
+            "WRONG_TYPE": {"a": 0.0, "b": 10.0, "n": 3.5},
+        }
+        for code, row in problems.items():
+            response = _post(base, {"dataframe_records": [row]})
+            assert response.status_code == 422 and response.json()["problems"][0]["code"] == code
+        as_text = _post(base, {"dataframe_records": [{"a": "0.5", "b": "10", "n": "3"}]})
+        assert as_text.status_code == 200  # numbers sent as text are read as numbers, both ways

@@ -69,6 +69,9 @@ class MicroBatcher:
             self._running = False
 
     def _take(self) -> list[tuple[Any, asyncio.Future[Any]]]:
+        if len(self._waiting) == 1:  # the usual case at low load: nothing to compare
+            alone, self._waiting = self._waiting, []
+            return alone
         first_input, _ = self._waiting[0]
         key = _shape_key(first_input)
         rows = 0
@@ -121,7 +124,7 @@ def _shape_key(model_input: Any) -> Any:
     if isinstance(model_input, np.ndarray):
         return ("array", model_input.dtype.str, model_input.shape[1:])
     if isinstance(model_input, pd.DataFrame):
-        return ("frame", tuple(model_input.columns), tuple(str(d) for d in model_input.dtypes))
+        return ("frame", tuple(model_input.columns), tuple(model_input.dtypes))
     return None  # anything else is scored alone
 
 

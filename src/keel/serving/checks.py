@@ -80,20 +80,52 @@ class InputChecker:
         self._no_nulls: set[str] = set()
         self._categories: dict[str, set[str]] = {}
         names = set(profile.columns) if profile is not None else set()
+        self._matrix_limits = np.full((2, len(schema.columns)), np.inf)
+        self._matrix_limits[0] = -np.inf
+        self._no_null_mask = np.zeros(len(schema.columns), dtype=bool)
+        self._column_index = pd.Index(schema.columns)  # built once: an Index of text is not cheap
+        self._integer_mask = np.array([c in self._integer for c in schema.columns], dtype=bool)
         for column in schema.columns:
             if profile is None or column not in names:
                 continue
             col = profile[column]
             if col.count and col.nulls == 0:
                 self._no_nulls.add(column)
+                self._no_null_mask[schema.columns.index(column)] = True
             if col.is_numeric and col.minimum is not None and col.maximum is not None:
                 span = col.maximum - col.minimum or max(abs(col.maximum), 1.0)
                 margin = RANGE_MARGIN * span
                 self._limits[column] = (col.minimum - margin, col.maximum + margin)
+                at = schema.columns.index(column)
+                self._matrix_limits[:, at] = self._limits[column]
             elif col.kind in (Kind.STRING, Kind.BOOLEAN) and col.frequent_error == 0:
                 counts = col.counts()
                 if 0 < len(counts) <= CATEGORY_LIMIT:
                     self._categories[column] = set(counts)
+
+    @property
+    def all_numeric(self) -> bool:
+        """True when every input column is numeric: requests can take the matrix path."""
+        return self.schema.known and len(self._numeric) == len(self.schema.columns)
+
+    def check_matrix(self, matrix: np.ndarray) -> Any:
+        """The model's input from a float matrix in schema order, or None if any row has a problem.
+
+        One vectorised pass over all columns at once; a request it declines is
+        checked again by :meth:`check`, which names every problem.
+        """
+        limits = self._matrix_limits
+        with np.errstate(invalid="ignore"):
+            nan = np.isnan(matrix)
+            bad = np.isinf(matrix) | (matrix < limits[0]) | (matrix > limits[1])
+            if self._integer_mask.any():
+                whole = matrix[:, self._integer_mask]
+                bad[:, self._integer_mask] |= np.isfinite(whole) & (whole != np.floor(whole))
+        if bad.any() or (nan & self._no_null_mask).any():
+            return None
+        if self.schema.tensor:
+            return matrix.astype(self.schema.dtype, copy=False)
+        return pd.DataFrame(matrix, columns=self._column_index, copy=False)
 
     def check(self, frame: pd.DataFrame) -> tuple[Any, list[Problem]]:
         """The model's input built from ``frame`` (as far as it can be), and every problem."""

@@ -100,8 +100,13 @@ class ServingMetrics:
             for v in finite[:1_000].tolist():
                 self._values.observe(v)
             return
-        labels, counts = np.unique(values.astype(str), return_counts=True)
-        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+        if values.dtype.kind in "iub":  # labels as numbers: count them before making text
+            found, counts = np.unique(values, return_counts=True)
+            labels = [str(v) for v in found.tolist()]
+        else:
+            found, counts = np.unique(values.astype(str), return_counts=True)
+            labels = found.tolist()
+        for label, count in zip(labels, counts.tolist(), strict=True):
             if label not in self._seen_labels and len(self._seen_labels) >= MAX_LABELS:
                 label = (
                     "other"  # bounded cardinality: a label per distinct value would grow forever

@@ -168,3 +168,58 @@ def _from_csv(body: bytes) -> pd.DataFrame:
         return pd.read_csv(io.BytesIO(body))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise PayloadError("MALFORMED_CSV", f"The body is not readable CSV: {exc}.") from None
+
+
+def numeric_rows(body: bytes, content_type: str, columns: list[str]) -> Any:
+    """The request's rows as a float64 matrix in ``columns``' order, or None.
+
+    The fast path for the common case, a model of numeric columns: no
+    DataFrame is built. None means "take the general path" (which also
+    explains any problem): another content type or format, a missing or extra
+    column, a value that is not a number, or anything unusual at all.
+    """
+    import numpy as np
+
+    if not content_type.startswith("application/json") or not body:
+        return None
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or len(doc) != 1:
+        return None
+    key, value = next(iter(doc.items()))
+    rows: Any = None
+    if key == "dataframe_split" and isinstance(value, dict):
+        sent = value.get("columns")
+        data = value.get("data")
+        if sent == columns:
+            rows = data
+        elif isinstance(sent, list) and sorted(map(str, sent)) == sorted(columns):
+            order = [list(map(str, sent)).index(c) for c in columns]
+            rows = [[row[i] for i in order] for row in data] if isinstance(data, list) else None
+    elif key in ("instances", "dataframe_records") and isinstance(value, list) and value:
+        if all(isinstance(r, dict) and len(r) == len(columns) for r in value):
+            try:
+                rows = [[r[c] for c in columns] for r in value]
+            except (KeyError, TypeError):
+                return None
+        elif key == "instances" and all(isinstance(r, list) for r in value):
+            rows = value
+    elif key == "inputs" and isinstance(value, dict) and sorted(value) == sorted(columns):
+        try:
+            matrix = np.array([value[c] for c in columns], dtype=np.float64).T
+        except (ValueError, TypeError):
+            return None
+        return matrix if matrix.ndim == 2 and len(matrix) else None
+    if not isinstance(rows, list) or not rows:
+        return None
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != len(columns):
+        return None
+    if any(isinstance(v, str | bool) for row in rows for v in row):
+        return None  # numpy would read "41" and True as numbers; the general path decides
+    return matrix

@@ -104,8 +104,16 @@ class PredictionLog:
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, frame: pd.DataFrame, predictions: Any, meta: LogMeta) -> bool:
-        """Queue one request's rows; False (and counted) when the queue is full or closed."""
+    def submit(
+        self, frame: Any, predictions: Any, meta: LogMeta, columns: list[str] | None = None
+    ) -> bool:
+        """Queue one request's rows; False (and counted) when the queue is full or closed.
+
+        ``frame`` is a DataFrame, or a 2-D array with its ``columns``: the writer
+        thread, not the request, turns it into a table.
+        """
+        if isinstance(frame, np.ndarray):
+            frame = _Rows(frame, columns or [str(i) for i in range(frame.shape[1])])
         if self._closed:
             self.dropped += len(frame)
             return False
@@ -187,7 +195,10 @@ class PredictionLog:
         parts = []
         for frame, predictions, meta in pending:
             n = len(frame)
-            part = frame.reset_index(drop=True).copy()
+            if isinstance(frame, _Rows):
+                part = pd.DataFrame(frame.values, columns=frame.columns)
+            else:
+                part = frame.reset_index(drop=True).copy()
             part.columns = [f"input.{c}" for c in part.columns]
             values = np.asarray(predictions)
             part[PREDICTION] = list(values) if values.ndim > 1 else values
@@ -243,6 +254,17 @@ class PredictionLog:
         tmp = folder / f".{target.name}.tmp"
         current.to_json(tmp)
         tmp.replace(target)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A request's rows as the fast path left them: an array and its column names."""
+
+    values: np.ndarray
+    columns: list[str]
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 @dataclass(frozen=True)
