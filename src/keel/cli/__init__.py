@@ -77,3 +77,13 @@ def open_client(tracking_uri: str | None) -> Client:
             "Create it, or pass another --tracking-uri."
         )
     return Client(uri)
+
+
+ModelArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="models:/name@alias, models:/name/version, runs:/<run_id>/model, or a package path.",
+        show_default=False,
+    ),
+]

@@ -14,7 +14,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from keel.cli.output import JsonOutput, add_row, console, format_number, note, print_json
+from keel.cli.output import (
+    JsonOutput,
+    add_row,
+    console,
+    format_number,
+    note,
+    print_json,
+    save_report,
+)
 
 if TYPE_CHECKING:
     from keel.data.profiles import Profile
@@ -163,12 +171,7 @@ def validate(
     from keel.data.suite import load_suite
 
     checked = load_suite(suite_file).validate(path)
-    if html is not None:
-        checked.to_html(html)
-        note(f"HTML report written to {html}")
-    if json_out is not None:
-        checked.to_json(json_out)
-        note(f"JSON report written to {json_out}")
+    save_report(checked, html, json_out)
     if as_json:
         print_json(checked.to_dict())
     else:
@@ -244,9 +247,7 @@ def drift(
     if html is not None:
         report.to_html(html, title=f"Drift: {current.name} vs {reference.name}")
         note(f"HTML report written to {html}")
-    if json_out is not None:
-        report.to_json(json_out)
-        note(f"JSON report written to {json_out}")
+    save_report(report, None, json_out)
     if as_json:
         typer.echo(report.to_json())
     else:

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from keel.cli import TrackingUri
-from keel.cli.output import JsonOutput, note
+from keel.cli import ModelArgument, TrackingUri
+from keel.cli.output import JsonOutput, note, save_report
 
 app = typer.Typer(
     help="Watch a served model: drift of its inputs and predictions, validation, latency.",
@@ -18,15 +18,7 @@ app = typer.Typer(
 
 @app.command("report")
 def report(
-    model_uri: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL",
-            help="The served model (models:/name@alias, runs:/..., a package path): its "
-            "training profile is the reference for input drift.",
-            show_default=False,
-        ),
-    ],
+    model_uri: ModelArgument,
     log_dir: Annotated[
         Path,
         typer.Option("--log-dir", help="The prediction log keel serve wrote.", metavar="DIR"),
@@ -62,12 +54,7 @@ def report(
         since=parse_duration(since),
         model_uri=model_uri,
     )
-    if html is not None:
-        result.to_html(html)
-        note(f"HTML report written to {html}")
-    if json_out is not None:
-        result.to_json(json_out)
-        note(f"JSON report written to {json_out}")
+    save_report(result, html, json_out)
     if as_json:
         typer.echo(result.to_json())
         return

@@ -175,3 +175,13 @@ def key_value_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     for key, value in rows:
         add_row(table, key, value)
     return table
+
+
+def save_report(report: Any, html: Any = None, json_out: Any = None) -> None:
+    """Write a report's ``--html`` and ``--json-out`` files, when asked, and say where."""
+    if html is not None:
+        report.to_html(html)
+        note(f"HTML report written to {html}")
+    if json_out is not None:
+        report.to_json(json_out)
+        note(f"JSON report written to {json_out}")

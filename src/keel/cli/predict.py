@@ -7,20 +7,12 @@ from typing import Annotated
 
 import typer
 
-from keel.cli import TrackingUri
+from keel.cli import ModelArgument, TrackingUri
 from keel.cli.output import console
 
 
 def predict(
-    model_uri: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL",
-            help="models:/name@alias, models:/name/version, runs:/<run_id>/model or a "
-            "package path.",
-            show_default=False,
-        ),
-    ],
+    model_uri: ModelArgument,
     input_path: Annotated[
         Path,
         typer.Option(

@@ -8,20 +8,12 @@ from typing import Annotated
 
 import typer
 
-from keel.cli import TrackingUri
+from keel.cli import ModelArgument, TrackingUri
 from keel.errors import require
 
 
 def serve(
-    model_uri: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL",
-            help="What to serve: models:/name@alias, models:/name/version, runs:/<run_id>/model, "
-            "or a package path.",
-            show_default=False,
-        ),
-    ],
+    model_uri: ModelArgument,
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5001,
     workers: Annotated[
