@@ -99,3 +99,19 @@ def test_served_requests_land_in_the_log(package: Path, tmp_path: Path) -> None:
     ]
     assert "keel_log_written" in metrics and "keel_log_dropped 0.0" in metrics
     json.loads((next((tmp_path / "log" / "profiles").glob("*.json"))).read_text())
+
+
+def test_arrays_from_the_fast_path_are_logged_as_columns(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, model_name="m", model_version="2", flush_seconds=60)
+    for i in range(30):
+        rows = np.array([[i, 0.5], [i, 1.5]], dtype=float)
+        log.submit(rows, np.array([i % 2, 1]), LogMeta(f"r{i}", 0.001, "passed"), ["a", "b"])
+    log.close()
+    table = read_log(tmp_path)
+    assert table.schema.field("timestamp").type.tz == "UTC"
+    frame = table.to_pandas()
+    assert len(frame) == 60 and frame["input.a"].tolist() == [i for i in range(30) for _ in (0, 1)]
+    assert frame["input.b"].tolist() == [0.5, 1.5] * 30 and frame["row"].tolist() == [0, 1] * 30
+    assert frame.loc[7, ["request_id", "prediction", "model_version"]].tolist() == ["r3", 1, "2"]
+    [profile_file] = (tmp_path / "profiles").glob("*.json")
+    assert list(Profile.from_json(profile_file).columns) == ["input.a", "input.b", "prediction"]

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
 
 from keel import __version__
 from keel.serving.batching import MicroBatcher
@@ -247,7 +246,8 @@ class ScoringApp:
             if matrix is not None:
                 model_input = self.checker.check_matrix(matrix)
         if model_input is not None:
-            frame = model_input if isinstance(model_input, pd.DataFrame) else matrix
+            # the log keeps the array: the writer thread, not the request, makes it a table
+            frame = matrix
         else:
             try:
                 frame = parse(body, content_type)
