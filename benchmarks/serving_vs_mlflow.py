@@ -8,6 +8,9 @@ prediction log on. The load generator is a small asyncio HTTP/1.1 client with
 keep-alive connections on 127.0.0.1 (no client library in the timed path), and
 every run is bounded in time.
 
+``keel-onnx`` is the same package served with ``--backend onnx`` (its ONNX twin,
+which passed parity when saved, answers through onnxruntime).
+
 Reported per server:
 
 * single-row latency p50 / p99 with one client (sequential requests), and
@@ -55,7 +58,7 @@ def _model(workdir: Path) -> tuple[Path, Path, Any, Any]:
     x = pd.DataFrame(rng.normal(size=(5_000, len(FEATURES))), columns=FEATURES)
     y = (x["f0"] + x["f1"] > 0).astype(int)
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
-    keel_path = keel.models.save(model, workdir / "keel-model", training_data=x, onnx=False)
+    keel_path = keel.models.save(model, workdir / "keel-model", training_data=x)  # with its twin
     mlflow_path = workdir / "mlflow-model"
     import mlflow.sklearn
 
@@ -75,10 +78,11 @@ def _start(name: str, path: Path, port: int, workdir: Path) -> subprocess.Popen[
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
     # mlflow models serve starts `uvicorn` through bash: it must be on PATH
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    if name == "keel":
+    if name.startswith("keel"):
         code = "from keel.cli.main import main; main()"
+        backend = "onnx" if name == "keel-onnx" else "native"
         args = [sys.executable, "-c", code, "serve", str(path), "--port", str(port),
-                "--log-dir", str(workdir / "keel-log")]  # fmt: skip
+                "--log-dir", str(workdir / f"{name}-log"), "--backend", backend]  # fmt: skip
     else:
         mlflow = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
         args = [mlflow, "models", "serve", "-m", str(path), "--port", str(port),
@@ -197,7 +201,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load step")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--servers", default="keel,mlflow")
+    parser.add_argument("--servers", default="keel,keel-onnx,mlflow")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keel-serving-bench-"))
     keel_path, mlflow_path, model, x = _model(workdir)
@@ -208,7 +212,7 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     for name in args.servers.split(","):
         port = _free_port()
-        proc = _start(name, keel_path if name == "keel" else mlflow_path, port, workdir)
+        proc = _start(name, keel_path if name.startswith("keel") else mlflow_path, port, workdir)
         try:
             ready = _wait(port, proc)
             request = _request(port, body)
@@ -227,10 +231,11 @@ def main() -> int:
         row = [r["server"], r["clients"], f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}"]
         print("| " + " | ".join(map(str, [*row, f"{r['p99_ms']:.2f}", overhead])) + " |")
     by = {(r["server"], r["clients"]): r for r in results}
-    for clients in (int(c) for c in args.clients.split(",")):
-        if ("keel", clients) in by and ("mlflow", clients) in by:
-            ratio = by[("keel", clients)]["rps"] / by[("mlflow", clients)]["rps"]
-            print(f"Keel / MLflow throughput at {clients} clients: {ratio:.1f}x")
+    for keel_name in ("keel", "keel-onnx"):
+        for clients in (int(c) for c in args.clients.split(",")):
+            if (keel_name, clients) in by and ("mlflow", clients) in by:
+                ratio = by[(keel_name, clients)]["rps"] / by[("mlflow", clients)]["rps"]
+                print(f"{keel_name} / MLflow throughput at {clients} clients: {ratio:.1f}x")
     RESULTS.mkdir(exist_ok=True)
     meta = {
         "date": date.today().isoformat(),

@@ -308,3 +308,22 @@ def test_numeric_fast_path_agrees_with_the_general_path(tmp_path: Path) -> None:
             assert response.status_code == 422 and response.json()["problems"][0]["code"] == code
         as_text = _post(base, {"dataframe_records": [{"a": "0.5", "b": "10", "n": "3"}]})
         assert as_text.status_code == 200  # numbers sent as text are read as numbers, both ways
+
+
+def test_the_onnx_twin_can_answer_instead_of_the_model(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(6)
+    x = pd.DataFrame({"a": rng.normal(0, 1, 300), "b": rng.normal(5, 2, 300)})
+    model = LogisticRegression().fit(x, (x["a"] + x["b"] > 5).astype(int))
+    with_twin = keel.models.save(model, tmp_path / "twin", training_data=x)
+    served = ServedModel.load(str(with_twin), "onnx")
+    assert served.ready and served.model.backend == "onnx"
+    with serve(ScoringApp(served)) as base:
+        body = {"dataframe_split": {"columns": ["a", "b"], "data": x.iloc[:50].values.tolist()}}
+        assert _post(base, body).json() == {"predictions": model.predict(x.iloc[:50]).tolist()}
+        assert httpx.get(f"{base}/metadata").json()["backend"] == "onnx"
+    without = keel.models.save(model, tmp_path / "plain", training_data=x, onnx=False)
+    refused = ServedModel.load(str(without), "onnx")
+    assert not refused.ready and "--backend onnx: The package has no ONNX twin" in refused.error
+    assert ServedModel.load(str(without), "auto").model.backend == "native"
+    assert ServedModel.load(str(with_twin), "auto").model.backend == "onnx"

@@ -641,6 +641,23 @@ def _twin_file(root: Path, meta: Mapping[str, Any], enabled: bool) -> tuple[Path
     return _inside(root, entry["file"]), ""
 
 
+def load_twin(path: str | os.PathLike[str]) -> LoadedModel:
+    """A package's ONNX twin as a :class:`LoadedModel` (``backend == "onnx"``), checked.
+
+    Only a twin that passed parity at save time and whose checksum matches is
+    returned; otherwise :class:`ModelRefused` says why. Serving uses it to
+    answer with onnxruntime, which scores a row in microseconds.
+    """
+    root = Path(path)
+    meta = json.loads((root / KEEL_FILE).read_text()) if (root / KEEL_FILE).is_file() else {}
+    twin_path, why = _twin_file(root, meta, enabled=True)
+    if twin_path is None:
+        raise ModelRefused(why)
+    verify_integrity(root, {twin_path.name: meta["files"][twin_path.name]})
+    twin = OnnxModel(twin_path.read_bytes())
+    return LoadedModel(model=twin, path=root, flavor=str(meta.get("flavor")), backend="onnx")
+
+
 def _fall_back(
     root: Path,
     meta: Mapping[str, Any],

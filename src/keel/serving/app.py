@@ -51,6 +51,8 @@ MODEL_ENV = "KEEL_SERVE_MODEL_URI"
 POLICY_ENV = "KEEL_SERVE_VALIDATION"
 MAX_BODY_ENV = "KEEL_SERVE_MAX_BODY_BYTES"
 LOG_ENV = "KEEL_SERVE_LOG_DIR"  # empty: no prediction log
+BACKEND_ENV = "KEEL_SERVE_BACKEND"
+BACKENDS = ("native", "onnx", "auto")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = MutableMapping[str, Any]
@@ -81,8 +83,11 @@ class ServedModel:
         return cls(uri, error=error)
 
     @classmethod
-    def load(cls, uri: str) -> ServedModel:
+    def load(cls, uri: str, backend: str = "native") -> ServedModel:
         """Resolve ``uri`` (path, ``runs:/``, ``models:/``) and load it with every check.
+
+        ``backend``: ``native`` (the model itself), ``onnx`` (its ONNX twin, which
+        must have passed parity), or ``auto`` (the twin when there is one).
 
         A failure is kept, not raised: the server then answers ``/health`` with
         503 and the reason, which is what an orchestrator's readiness probe reads.
@@ -99,6 +104,16 @@ class ServedModel:
         except (OSError, ValueError) as exc:
             return cls(uri, name=name, version=version, error=f"{type(exc).__name__}: {exc}")
         root = Path(model.path)
+        if backend in ("onnx", "auto"):
+            from keel.models.package import ModelRefused, load_twin
+
+            try:
+                model = load_twin(root)
+            except ModelRefused as exc:
+                if backend == "onnx":  # asked for explicitly: say why it cannot be
+                    return cls(
+                        uri, name=name, version=version, error=f"--backend onnx: {exc.message}"
+                    )
         return cls(
             uri,
             model=model,
@@ -486,7 +501,7 @@ def _version_of(uri: str) -> str | None:
 
 def app_from_environment() -> ScoringApp:
     """The app ``keel serve`` runs in each worker, configured through the environment."""
-    served = ServedModel.load(os.environ[MODEL_ENV])
+    served = ServedModel.load(os.environ[MODEL_ENV], os.environ.get(BACKEND_ENV, "native"))
     log_dir = os.environ.get(LOG_ENV, "")
     prediction_log = (
         PredictionLog(log_dir, model_name=served.name, model_version=served.version)
