@@ -144,3 +144,32 @@ def test_feedback_turns_into_realised_accuracy(package: Path, tmp_path: Path) ->
     with serve(ScoringApp(served)) as base:
         refused = httpx.post(f"{base}/feedback", json={"request_id": rid, "actual": 1})
     assert (refused.status_code, refused.json()["error_code"]) == (409, "NO_PREDICTION_LOG")
+
+
+def test_metrics_report_drift_scores_of_this_hour(package: Path, tmp_path: Path) -> None:  # noqa: F811
+    import time
+
+    served = ServedModel.load(str(package))
+    log = PredictionLog(tmp_path / "log", flush_seconds=0.05)
+    rng = np.random.default_rng(9)
+    rows = pd.DataFrame(
+        {
+            "age": rng.normal(60, 10, 800).round(1),  # training saw a mean of 40
+            "spend": rng.exponential(50, 800).round(2),
+            "plan": rng.choice(["basic", "pro", "team"], 800),
+        }
+    )
+    with serve(ScoringApp(served, validation="warn", prediction_log=log)) as base:
+        split = {"columns": list(rows.columns), "data": rows.values.tolist()}
+        assert httpx.post(f"{base}/invocations", json={"dataframe_split": split}).status_code == 200
+        deadline = time.monotonic() + 10
+        while log.written < 800 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = httpx.get(f"{base}/metrics").text
+    log.close()
+    assert 'keel_drift_detected{column="age"} 1.0' in text
+    assert 'keel_drift_detected{column="spend"} 0.0' in text
+    score = next(
+        line for line in text.splitlines() if line.startswith('keel_drift_score{column="age"}')
+    )
+    assert float(score.split()[-1]) > 1.5  # two standard deviations

@@ -53,6 +53,7 @@ MAX_BODY_ENV = "KEEL_SERVE_MAX_BODY_BYTES"
 LOG_ENV = "KEEL_SERVE_LOG_DIR"  # empty: no prediction log
 BACKEND_ENV = "KEEL_SERVE_BACKEND"
 BACKENDS = ("native", "onnx", "auto")
+DRIFT_EVERY = 30.0  # seconds between two drift computations for /metrics
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = MutableMapping[str, Any]
@@ -175,6 +176,7 @@ class ScoringApp:
         predict = served.model.predict if served.model is not None else _not_ready
         self.batcher = MicroBatcher(predict, self._executor)
         self.metrics.watch_batcher(self.batcher)
+        self._drift_at = -DRIFT_EVERY
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[_Response]]] = {
             ("POST", "/invocations"): self._invocations,
             ("POST", "/feedback"): self._feedback,
@@ -358,7 +360,32 @@ class ScoringApp:
         return _Response(200, _dumps(self.served.describe() | {"validation": self.validation}))
 
     async def _metrics(self, scope: Scope, receive: Receive) -> _Response:
+        self._refresh_drift()
         return _Response(200, self.metrics.exposition(), content_type=self.metrics.content_type)
+
+    def _refresh_drift(self) -> None:
+        """This hour's inputs against the training profile, at most every DRIFT_EVERY seconds."""
+        if self.log is None or self.served.profile is None:
+            return
+        now = time.monotonic()
+        if now - self._drift_at < DRIFT_EVERY:
+            return
+        current = self.log.current_profile
+        if current is None:
+            return
+        self._drift_at = now
+        from keel.data.drift_report import drift
+        from keel.data.frames import DataError
+        from keel.serving.monitor import inputs_profile
+
+        inputs = inputs_profile(current)
+        shared = [c for c in self.served.profile.columns if c in inputs.columns]
+        try:
+            report = drift(self.served.profile, inputs, columns=shared) if shared else None
+        except DataError:
+            return  # types that do not compare (served under "off"): no scores, not wrong ones
+        if report is not None:
+            self.metrics.drift(report)
 
 
 @dataclass

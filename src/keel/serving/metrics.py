@@ -8,6 +8,8 @@
 * ``keel_prediction_failures_total``: inputs the model itself refused;
 * ``keel_model_calls``, ``keel_batched_requests``: micro-batching at work;
 * ``keel_log_queued``, ``keel_log_dropped``, ``keel_log_written``: the prediction log;
+* ``keel_drift_score{column}`` and ``keel_drift_detected{column}``: this hour's inputs
+  against the training profile (needs the prediction log; refreshed when scraped);
 * ``keel_predictions_total{value}`` for labels (up to ``MAX_LABELS`` of them) and
   ``keel_prediction_value`` (count and sum) for numbers.
 
@@ -138,6 +140,27 @@ class ServingMetrics:
             "keel_batched_requests", "Requests scored in a call shared with others.", registry=r
         )
         shared.set_function(lambda: batcher.batched)
+
+    def drift(self, report: Any) -> None:
+        """Per column: the size of the change since training, and whether it counts as drift."""
+        if not hasattr(self, "_drift_score"):
+            r = self.registry
+            self._drift_score = Gauge(
+                "keel_drift_score",
+                "Size of the change of an input since training (Wasserstein/std or "
+                "Jensen-Shannon), this hour.",
+                ["column"],
+                registry=r,
+            )
+            self._drift_flag = Gauge(
+                "keel_drift_detected", "1 when an input drifted from training, this hour.",
+                ["column"], registry=r,
+            )  # fmt: skip
+        for column in report.columns:
+            if column.skipped or column.effect is None:
+                continue
+            self._drift_score.labels(column.column).set(column.effect)
+            self._drift_flag.labels(column.column).set(1.0 if column.drifted else 0.0)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

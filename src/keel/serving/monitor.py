@@ -156,7 +156,7 @@ def monitor_report(
         report.notes.append("no profiles in this period: nothing was scored, or the log was off")
         return report
     merged = _merge(list(hours.values()))
-    inputs = _inputs(merged)
+    inputs = inputs_profile(merged)
     if training_profile is None:
         report.notes.append("the model package has no training profile: no input drift")
     else:
@@ -286,7 +286,8 @@ def _merge(parts: list[Profile]) -> Profile:
     return merged
 
 
-def _inputs(merged: Profile) -> Profile:
+def inputs_profile(merged: Profile) -> Profile:
+    """The ``input.<column>`` part of a log profile, named as the model's columns."""
     columns = {}
     for name, col in merged.columns.items():
         if name.startswith(INPUT_PREFIX):

@@ -104,6 +104,12 @@ class PredictionLog:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def current_profile(self) -> Any:
+        """This worker's profile of the open hour's inputs and predictions (None before any)."""
+        profiles = self._profiles  # replaced whole by the writer: reading it needs no lock
+        return next(iter(profiles.values()), None)
+
     def submit(
         self, frame: Any, predictions: Any, meta: LogMeta, columns: list[str] | None = None
     ) -> bool:
