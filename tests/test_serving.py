@@ -327,3 +327,42 @@ def test_the_onnx_twin_can_answer_instead_of_the_model(tmp_path: Path) -> None:
     assert not refused.ready and "--backend onnx: The package has no ONNX twin" in refused.error
     assert ServedModel.load(str(without), "auto").model.backend == "native"
     assert ServedModel.load(str(with_twin), "auto").model.backend == "onnx"
+
+
+def test_keel_serve_with_two_workers_shares_one_log(tmp_path: Path, package: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from keel.serving.prediction_log import read_log
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    command = "from keel.cli.main import main; main()"
+    args = ["serve", str(package), "--port", str(port), "--workers", "2", "--log-dir", "log"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", command, *args], cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        x, _ = _training(40)
+        for i in range(40):
+            row = {"dataframe_records": [x.iloc[i].to_dict()]}
+            with httpx.Client() as fresh:  # a new connection each time: both workers get some
+                assert fresh.post(f"{base}/invocations", json=row).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert read_log(tmp_path / "log").num_rows == 40  # both workers' rows, none lost on shutdown
