@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 import keel
+from browser import browser, page  # noqa: F401  (fixtures for the UI's browser tests)
 from keel.store import TrackingStore, clear_store_cache
 from keel.store.registry import RegistryStore
 from keel.store.sql import schema
@@ -35,6 +36,14 @@ IMPLEMENTATIONS = ["sqlite", "postgres", "rest-sqlite"]
 # live server, whose app serves the registry of its SQLite database. A test that
 # needs SQL internals narrows the list with @pytest.mark.implementations(...).
 REGISTRY_IMPLEMENTATIONS = ["sqlite", "postgres", "rest-sqlite"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # Lets fixtures see how the test went (the browser page screenshots failures).
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,10 +14,11 @@ True
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from keel.formatting import esc, number
 
 _STATUS_CLASS = {"failed": "bad", "passed": "ok", "skipped": "muted"}
 
@@ -65,23 +66,6 @@ def page(title: str, body: str) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
     )
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def number(value: Any) -> str:
-    """A number as people read it: 4 significant digits, thousands separated."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return esc(value)
-    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
-        return f"{int(value):,}"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.3e}"
-    return f"{value:,.4g}"
 
 
 def legend() -> str:

@@ -204,8 +204,11 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     artifacts_destination: str | None = None,
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
+    allowed_hosts: frozenset[str] | None = None,
 ) -> KeelApp:
-    """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``).
+    """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``),
+    and the web UI under ``/`` (answering only ``allowed_hosts``: see
+    :mod:`keel.server.ui.security`).
 
     With ``artifacts_destination`` (a directory) it also proxies artifacts, as
     ``mlflow server --serve-artifacts`` does. Experiments' default locations come
@@ -218,6 +221,7 @@ def create_app(
         routes_logged_models,
         routes_registry,
         routes_tracking,
+        ui,
     )
 
     if registry is None:
@@ -246,6 +250,7 @@ def create_app(
         _mount(app, ctx, endpoint)
     routes_artifacts.install(app, ctx)
     _install_error_handlers(app)
+    ui.install(app, ctx, allowed_hosts)
 
     @app.get("/health", include_in_schema=False)
     def health() -> Response:
@@ -366,6 +371,8 @@ def _error(code: str, message: str, status: int) -> Response:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    from keel.server import ui
+
     @app.exception_handler(KeelError)
     @app.exception_handler(_TooLarge)
     async def client_error(request: Request, exc: Exception) -> Response:
@@ -374,6 +381,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and ui.is_page_request(request):
+            return ui.render.error_page(request, 404, f"There is no page at {request.url.path}.")
         if exc.status_code == 404:
             return _error("ENDPOINT_NOT_FOUND", f"No API endpoint at {request.url.path}.", 404)
         if exc.status_code == 405:
