@@ -35,7 +35,12 @@ from keel.demo import (
 )
 from keel.entities import PARENT_RUN_ID_TAG, RunStatus
 from keel.models.targets import CACHE_ENV_VAR, cached_environment, current_python, read_pins
-from keel.tracking.client import DRIFT_COLUMNS_TAG, VALIDATION_STATUS_TAG
+from keel.tracking.client import (
+    DRIFT_COLUMNS_TAG,
+    MONITOR_COLUMNS_TAG,
+    MONITOR_STATUS_TAG,
+    VALIDATION_STATUS_TAG,
+)
 from keel.uris import resolve_tracking_uri
 
 pytest.importorskip("sklearn")
@@ -110,6 +115,14 @@ def test_demo_command_quick(tracking: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert artifact_dir.is_relative_to(db.parent / "keel-artifacts")
 
     assert best_id in out and str(db) in out
+    assert out.rstrip().splitlines()[-1].strip() == f"keel ui --backend-store-uri {db}"
+    assert parent.data.tags[MONITOR_STATUS_TAG] == "drift"  # the served model's report
+    # The served model takes a plain array: its inputs are named by position.
+    from sklearn.datasets import load_breast_cancer
+
+    names = list(load_breast_cancer().feature_names)
+    positions = {str(names.index(c)) for c in SHIFTED_COLUMNS}
+    assert set(parent.data.tags[MONITOR_COLUMNS_TAG].split(",")) == positions
     assert 'keel runs list --experiment keel-demo --order-by "metrics.accuracy DESC"' in out
     assert f"keel runs show {best_id}" in out
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +24,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
 import keel.models  # noqa: E402
 from keel.serving import ScoringApp, ServedModel  # noqa: E402
-from live_server import serve  # noqa: E402
+from live_server import KEEL_MAIN, keel_process, serve  # noqa: E402
 
 PLANS = ["basic", "pro", "team"]
-KEEL_MAIN = "from keel.cli.main import main; main()"
 
 
 def _training(n: int = 600) -> tuple[pd.DataFrame, np.ndarray]:
@@ -235,7 +231,7 @@ def test_keel_serve_command_serves_a_registered_model(tracking: Path, package: P
     client.register_model(str(package), "churn")
     client.set_registered_model_alias("churn", "champion", 1)
     args = ["serve", "models:/churn@champion", "--validation", "warn"]
-    with _keel_serve(args, tracking) as (base, port):
+    with keel_process(args, tracking) as (base, port):
         version = httpx.get(f"{base}/version").json()
         assert (version["name"], version["version"]) == ("churn", "1")
         scored = _post(base, {"dataframe_records": [{"age": 30.0, "spend": 5.0, "plan": "gold"}]})
@@ -311,37 +307,10 @@ def test_keel_serve_with_two_workers_shares_one_log(tmp_path: Path, package: Pat
     from keel.serving.prediction_log import read_log
 
     args = ["serve", str(package), "--workers", "2", "--log-dir", "log"]
-    with _keel_serve(args, tmp_path) as (base, _port):
+    with keel_process(args, tmp_path) as (base, _port):
         x, _ = _training(40)
         for i in range(40):
             row = {"dataframe_records": [x.iloc[i].to_dict()]}
             with httpx.Client() as fresh:  # a new connection each time: both workers get some
                 assert fresh.post(f"{base}/invocations", json=row).status_code == 200
     assert read_log(tmp_path / "log").num_rows == 40  # both workers' rows, none lost on shutdown
-
-
-@contextlib.contextmanager
-def _keel_serve(args: list[str], cwd: Path) -> Iterator[tuple[str, int]]:
-    """``keel <args> --port <free port>`` in its own process until healthy; SIGTERM at the end."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-c", KEEL_MAIN, *args, "--port", str(port)]
-    proc = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                said = proc.stderr.read() if proc.stderr else ""
-                raise AssertionError(f"keel serve did not become healthy: {said}")
-            time.sleep(0.2)
-        yield base, port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

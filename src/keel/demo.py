@@ -433,8 +433,12 @@ def _check_data(run_id: str, data: _Data) -> DataChecks:
     return DataChecks(len(suite.expectations), fresh, shifted, report, artifact_uri, local)
 
 
-def _serve_and_monitor(registration: Registration, data: _Data) -> Serving:
-    """Serve the production model, send normal and shifted traffic, report on it."""
+def _serve_and_monitor(registration: Registration, data: _Data, run_id: str) -> Serving:
+    """Serve the production model, send normal and shifted traffic, report on it.
+
+    The report is also logged to run ``run_id`` (``monitoring/monitor.*`` and the
+    ``keel.monitor.*`` tags), where the web UI's Data page finds it.
+    """
     import httpx
 
     from keel.server.background import serve_in_background
@@ -474,6 +478,7 @@ def _serve_and_monitor(registration: Registration, data: _Data) -> Serving:
     )
     html = log_dir / "monitor.html"
     report.to_html(html)
+    keel.Client().log_report(run_id, report, "monitoring/monitor")
     return Serving(
         registration.alias_uri,
         url,
@@ -598,7 +603,7 @@ def run_demo(
     model_uri, package, diagnosis = _package_best_model(best, evaluations[best.info.run_id], data)
     registration = _register_and_promote(model_uri, data)
     data_checks = _check_data(parent.run_id, data)
-    serving = _serve_and_monitor(registration, data)
+    serving = _serve_and_monitor(registration, data, parent.run_id)
     seconds = time.perf_counter() - started
     verification = _verify_package(package, console) if verify else None
     return DemoResult(

@@ -116,6 +116,10 @@ def render_summary(result: DemoResult, out: Console) -> None:
             if result.model_uri
             else []
         ),
+        "",
+        "See the runs, models, datasets and reports in the web UI (then open "
+        "http://127.0.0.1:5000/):",
+        f"  {keel_cmd} ui" + ("" if _is_default(result) else f" --backend-store-uri {where}"),
     ):
         out.print(line, markup=False, soft_wrap=True)
 

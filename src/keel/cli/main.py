@@ -17,7 +17,7 @@ from keel.cli import TRACKING_URI_HELP, data, db, experiments, models, monitor, 
 from keel.cli.demo import demo
 from keel.cli.predict import predict
 from keel.cli.serve import serve
-from keel.cli.server import server
+from keel.cli.server import server, ui
 from keel.errors import KeelError
 
 EXIT_BAD_INPUT = 2
@@ -74,6 +74,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(monitor.app, name="monitor")
 app.command("demo")(demo)
 app.command("server")(server)
+app.command("ui")(ui)
 app.command("serve")(serve)
 app.command("predict")(predict)
 

@@ -17,6 +17,7 @@ from keel.server.config import (
     local_path_of,
     parse_size,
 )
+from keel.uris import redact
 
 
 def server(
@@ -55,6 +56,17 @@ def server(
     workers: Annotated[
         int, typer.Option(help="Worker processes (each opens its own connections).", min=1)
     ] = 1,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="Host names the web UI answers to besides localhost and 127.0.0.1 "
+            "(comma-separated; * for any). Other Host headers are refused, which stops "
+            "DNS-rebinding pages from reading the UI. The address given with --host is "
+            "added for you.",
+            metavar="NAMES",
+        ),
+    ] = None,
 ) -> None:
     """Serve MLflow's REST API: point MLFLOW_TRACKING_URI (or KEEL_TRACKING_URI) at it.
 
@@ -66,10 +78,15 @@ def server(
     import uvicorn
 
     from keel.server.protocol import http_protocol
+    from keel.server.ui.security import ALLOWED_HOSTS_ENV
     from keel.uris import resolve_tracking_uri
 
     # Workers are separate processes: they rebuild the app from the environment.
     os.environ[BACKEND_ENV] = resolve_tracking_uri(backend_store_uri)
+    hosts = [h for h in (allowed_hosts or "").split(",") if h.strip()]
+    if host not in ("0.0.0.0", "::"):
+        hosts.append(host)
+    os.environ[ALLOWED_HOSTS_ENV] = ",".join(hosts)
     try:
         os.environ[MAX_ARTIFACT_ENV] = str(parse_size(max_artifact_size))
     except ValueError as exc:
@@ -88,8 +105,9 @@ def server(
             )
         proxy = f", proxying artifacts to {os.environ[ARTIFACTS_ENV]}"
     typer.echo(
-        f"Keel {_version()} serving {os.environ[BACKEND_ENV]} at http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}{proxy}); Ctrl-C stops it.",
+        f"Keel {_version()} serving {redact(os.environ[BACKEND_ENV])} at http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}{proxy}); web UI at "
+        f"http://{_browser_host(host)}:{port}/ ; Ctrl-C stops it.",
         err=True,
     )
     uvicorn.run(
@@ -101,6 +119,38 @@ def server(
         log_level="warning",
         http=http_protocol(),
     )
+
+
+def ui(
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-store-uri",
+            help="sqlite:///path/keel.db or postgresql://user@host/db (default: the tracking "
+            "URI in effect, ./keel.db).",
+            metavar="URI",
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5000,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the UI in the default web browser.")
+    ] = False,
+) -> None:
+    """Open the web UI on this machine's runs: keel server on 127.0.0.1, embedded store.
+
+    The same server as keel server (the MLflow REST API included), listening on
+    loopback only; use keel server --host to share it with a team.
+    """
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(f"http://127.0.0.1:{port}/",)).start()
+    server(backend_store_uri=backend_store_uri, host="127.0.0.1", port=port)
+
+
+def _browser_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def _version() -> str:

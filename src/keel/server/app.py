@@ -429,6 +429,24 @@ def endpoint_table(endpoints: Sequence[Endpoint]) -> list[str]:
     return [f"{e.method} {API_PREFIXES[0]}{e.path}" for e in endpoints]
 
 
+def _warm_ui(tracking: TrackingStore) -> None:
+    """Read the busiest experiments' column keys in the background, so first pages are fast."""
+    import threading
+
+    from keel.server.ui.pages_runs import warm_columns
+    from keel.store.sql.store import SqlTrackingStore
+
+    if isinstance(tracking, SqlTrackingStore):
+
+        def warm() -> None:
+            try:
+                warm_columns(tracking)
+            except Exception:  # a cache warm-up must never stop the server
+                _log.warning("Could not warm the runs table's column cache", exc_info=True)
+
+        threading.Thread(target=warm, name="keel-ui-warm", daemon=True).start()
+
+
 def app_from_environment() -> FastAPI:
     """The app ``keel server`` runs in each worker, from the options it put in the environment."""
     import os
@@ -452,6 +470,7 @@ def app_from_environment() -> FastAPI:
         artifacts_destination=destination,
         max_artifact_bytes=int(limit) if limit else DEFAULT_MAX_ARTIFACT_BYTES,
     )
+    _warm_ui(tracking)
     # Everything imported and built so far lives as long as the process: out
     # of the collector's sight, full collections stop walking it (gc.freeze).
     gc.collect()

@@ -68,6 +68,9 @@ def _chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 VALIDATION_STATUS_TAG = "keel.validation.status"
 DRIFT_STATUS_TAG = "keel.drift.status"
 DRIFT_COLUMNS_TAG = "keel.drift.columns"
+MONITOR_STATUS_TAG = "keel.monitor.status"
+MONITOR_MODEL_TAG = "keel.monitor.model_uri"
+MONITOR_COLUMNS_TAG = "keel.monitor.columns"
 
 
 class Client(RegistryMethods):
@@ -313,16 +316,26 @@ class Client(RegistryMethods):
         self.log_text(run_id, text, artifact_file)
 
     def log_report(self, run_id: str, report: Any, artifact_path: str) -> None:
-        """Log a ``keel.data`` validation or drift report: ``<path>.json``, ``<path>.html``, tags.
+        """Log a validation, drift or monitoring report: ``<path>.json``, ``<path>.html``, tags.
 
         A validation report (it has ``passed``) sets the tag ``keel.validation.status``
         to ``passed`` or ``failed``; a drift report (it has ``drifted``) sets
-        ``keel.drift.status`` to ``drift`` or ``none`` and ``keel.drift.columns``.
-        The tags make runs searchable by outcome, e.g.
-        ``tags."keel.validation.status" = 'failed'``.
+        ``keel.drift.status`` to ``drift`` or ``none`` and ``keel.drift.columns``;
+        a serving monitoring report (``keel.serving.monitor_report``) sets
+        ``keel.monitor.status``, ``keel.monitor.model_uri`` and
+        ``keel.monitor.columns`` (the inputs that drifted). The tags make runs
+        searchable by outcome, e.g. ``tags."keel.validation.status" = 'failed'``,
+        and the web UI lists them on its Data page.
         """
         self.log_text(run_id, report.to_json(), f"{artifact_path}.json")
         self.log_text(run_id, report.to_html(), f"{artifact_path}.html")
+        if hasattr(report, "model_uri") and hasattr(report, "input_drift"):
+            drift = report.input_drift
+            self.set_tag(run_id, MONITOR_STATUS_TAG, "drift" if report.drifted else "none")
+            self.set_tag(run_id, MONITOR_MODEL_TAG, report.model_uri)
+            columns = drift.drifted_columns if drift is not None else []
+            self.set_tag(run_id, MONITOR_COLUMNS_TAG, ",".join(columns))
+            return
         if hasattr(report, "passed"):
             self.set_tag(run_id, VALIDATION_STATUS_TAG, "passed" if report.passed else "failed")
         if hasattr(report, "drifted"):

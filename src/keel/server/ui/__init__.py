@@ -112,11 +112,19 @@ def _path_parameters(path: str) -> list[str]:
 
 def install(app: FastAPI, ctx: ServerContext, allowed_hosts: frozenset[str] | None = None) -> UI:
     """Mount the UI's pages and static files on ``app``."""
-    from keel.server.ui import pages_experiments
+    from keel.server.ui import (
+        pages_compare,
+        pages_data,
+        pages_experiments,
+        pages_registry,
+        pages_run,
+        pages_runs,
+    )
 
     ui = UI(app, ctx, allowed_hosts or security.allowed_hosts_from_environment())
     _install_static(app)
-    for module in (pages_experiments,):
+    modules = (pages_experiments, pages_runs, pages_run, pages_compare, pages_registry, pages_data)
+    for module in modules:
         module.register(ui)
     return ui
 

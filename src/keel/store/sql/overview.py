@@ -41,3 +41,81 @@ def experiment_activity(store: SqlTrackingStore) -> dict[str, Activity]:
     )
     with store._db.read() as conn:
         return {str(e): Activity(int(n), last) for e, n, last in conn.execute(stmt)}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """One run's metric: latest value (as search sees it), min, max, and how many points."""
+
+    latest: float | None
+    latest_step: int
+    min: float | None
+    max: float | None
+    points: int
+
+
+def metric_summaries(
+    store: SqlTrackingStore, run_ids: list[str], keys: list[str] | None = None
+) -> dict[str, dict[str, MetricSummary]]:
+    """``{run_id: {key: MetricSummary}}`` for a page of runs (all keys, or just ``keys``).
+
+    Min and max skip NaN; a metric whose points are all NaN has min and max None.
+    One grouped query over the metrics primary key (run, key, ...), so a page
+    of 50 runs costs about the points those runs logged.
+    """
+    if not run_ids:
+        return {}
+    m, lm = t.metrics, t.latest_metrics
+    finite = sa.and_(m.c.is_nan.is_(False))
+    stats = (
+        sa.select(
+            m.c.run_uuid,
+            m.c.key,
+            sa.func.min(sa.case((finite, m.c.value))),
+            sa.func.max(sa.case((finite, m.c.value))),
+            sa.func.count(),
+        )
+        .where(m.c.run_uuid.in_(run_ids))
+        .group_by(m.c.run_uuid, m.c.key)
+    )
+    latest = sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.is_nan, lm.c.step).where(
+        lm.c.run_uuid.in_(run_ids)
+    )
+    if keys is not None:
+        stats = stats.where(m.c.key.in_(keys))
+        latest = latest.where(lm.c.key.in_(keys))
+    out: dict[str, dict[str, MetricSummary]] = {}
+    with store._db.read() as conn:
+        last = {(r, k): (float("nan") if nan else v, s) for r, k, v, nan, s in conn.execute(latest)}
+        for run, key, low, high, n in conn.execute(stats):
+            value, step = last.get((run, key), (None, 0))
+            out.setdefault(run, {})[key] = MetricSummary(value, int(step), low, high, int(n))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunColumns:
+    """The param, metric and tag keys the active runs of some experiments have."""
+
+    params: tuple[str, ...]
+    metrics: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+def run_columns(store: SqlTrackingStore, experiment_ids: list[str]) -> RunColumns:
+    """Every key any active run in these experiments has, sorted (for the column chooser).
+
+    Reading all keys of 100,000 runs costs a scan of their params and tags
+    (about 0.2 s), so callers cache the answer (see keel.server.ui.pages_runs).
+    """
+    ids = [int(e) for e in experiment_ids if e.isdigit()]
+    r = t.runs
+    active = sa.select(r.c.run_uuid).where(
+        r.c.experiment_id.in_(ids), r.c.lifecycle_stage == "active"
+    )
+    found: dict[str, tuple[str, ...]] = {}
+    with store._db.read() as conn:
+        for name, table in (("params", t.params), ("metrics", t.latest_metrics), ("tags", t.tags)):
+            stmt = sa.select(table.c.key).where(table.c.run_uuid.in_(active)).distinct()
+            found[name] = tuple(sorted(k for (k,) in conn.execute(stmt)))
+    return RunColumns(found["params"], found["metrics"], found["tags"])

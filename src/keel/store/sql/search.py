@@ -448,7 +448,9 @@ def _run_order_key(key: OrderKey) -> list[OrderClause]:
         )
         return ordered(value, key.ascending)
     if key.entity == "attribute" and key.key in _RUN_ATTRIBUTE_COLUMNS:
-        return ordered(_RUN_ATTRIBUTE_COLUMNS[key.key], key.ascending)
+        column = _RUN_ATTRIBUTE_COLUMNS[key.key]
+        # Without a NULL rank, start_time DESC reads ix_runs_experiment_start in order.
+        return ordered(column, key.ascending, nullable=bool(column.nullable))
     raise ValueError(f"Cannot order runs by {key!r}")
 
 

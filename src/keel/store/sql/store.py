@@ -42,20 +42,29 @@ from keel.errors import (
     NotFound,
     StoreUnavailable,
 )
-from keel.search.filter import parse_filter
+from keel.search.filter import And, Comparison, Expr, parse_filter
 from keel.search.order import OrderKey, parse_order_by
 from keel.store import base, validation
 from keel.store.base import TrackingStore, now_ms
 from keel.store.names import generate_run_name
 from keel.store.paging import decode_token, encode_token
 from keel.store.sql import schema as t
-from keel.store.sql.engine import Database, Raw, chunks, fetch_tuples, in_list, upsert
+from keel.store.sql.engine import (
+    Database,
+    DrivingJoin,
+    Raw,
+    chunks,
+    fetch_tuples,
+    in_list,
+    upsert,
+)
 from keel.store.sql.logged_models import SqlLoggedModels
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.search import (
     OrderSegment,
     experiment_filter_condition,
     experiment_order_by,
+    metric_value_condition,
     run_filter_condition,
     run_order_segments,
 )
@@ -838,22 +847,114 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             f"{list(order_by or [])}"
         )
         offset = decode_token(page_token, query_id)
+        runs, more = self.runs_at(
+            experiment_ids, condition, run_view_type, order_keys, offset, max_results
+        )
+        token = encode_token(offset + max_results, query_id) if more else None
+        return PagedList(runs, token)
+
+    def runs_at(
+        self,
+        experiment_ids: Sequence[str],
+        condition: Any,
+        run_view_type: ViewType,
+        order_keys: Sequence[OrderKey],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Run], bool]:
+        """Runs ``offset .. offset + limit`` matching a parsed filter, and whether more follow.
+
+        What :meth:`search_runs` pages through; the web UI pages by number with it.
+        """
         exp_ints = [i for i in map(_exp_id_int, experiment_ids) if i is not None]
         if not exp_ints:
-            return PagedList([], None)
-        where = (
+            return [], False
+        where = self._run_where(exp_ints, run_view_type, condition)
+        with self._db.read() as conn:
+            drive = self._metric_index_pays(conn, where, order_keys, offset + limit + 1)
+            segments = run_order_segments(order_keys, drive_from_metric=drive)
+            rows = self._ordered_runs(conn, where, segments, offset, limit + 1)
+            runs = self._load_runs(conn, [_run_info(r) for r in rows[:limit]])
+        return runs, len(rows) > limit
+
+    def count_runs(
+        self,
+        experiment_ids: Sequence[str],
+        expr: Expr | None,
+        run_view_type: ViewType,
+        cap: int,
+    ) -> int:
+        """How many runs match a parsed filter, counting no further than ``cap + 1``.
+
+        A capped count stays cheap on 100,000 runs; the UI shows ``10,000+``.
+        When the filter requires a metric range (``metrics.acc > 0.9 AND ...``)
+        and that range holds fewer rows than the experiments have runs, SQLite
+        counts from the metric's ``(key, value)`` index instead of testing
+        every run: 2,000 matches of 100,000 runs in milliseconds, not 0.4 s.
+        """
+        exp_ints = [i for i in map(_exp_id_int, experiment_ids) if i is not None]
+        if not exp_ints:
+            return 0
+        with self._db.read() as conn:
+            source: Any = t.runs
+            where = self._run_where(exp_ints, run_view_type, run_filter_condition(expr))
+            driver = self._count_driver(conn, exp_ints, expr)
+            if driver is not None:
+                lm = t.latest_metrics.alias("count_metric")
+                on = sa.and_(lm.c.run_uuid == t.runs.c.run_uuid, lm.c.key == driver.key)
+                source = DrivingJoin(lm, t.runs, on)
+                # The join already holds the driving clause: test only the others.
+                assert expr is not None
+                others = [c for c in _conjuncts(expr) if c is not driver]
+                rest = run_filter_condition(And(tuple(others))) if others else sa.true()
+                where = (
+                    *self._run_where(exp_ints, run_view_type, rest),
+                    metric_value_condition(lm, driver),
+                )
+            matching = sa.select(sa.literal(1)).select_from(source).where(*where).limit(cap + 1)
+            total = sa.select(sa.func.count()).select_from(matching.subquery())
+            return int(conn.execute(total).scalar_one())
+
+    @staticmethod
+    def _count_driver(
+        conn: Connection, exp_ints: list[int], expr: Expr | None
+    ) -> Comparison | None:
+        """The metric range a count should read first, if one pays (SQLite only)."""
+        if conn.dialect.name != "sqlite" or expr is None:
+            return None
+        ranges = [
+            c
+            for c in _conjuncts(expr)
+            if isinstance(c, Comparison)
+            and c.entity == "metric"
+            and c.op in ("=", ">", ">=", "<", "<=")
+        ]
+        if not ranges:
+            return None
+        lm = t.latest_metrics
+        best, fewest = None, None
+        for c in ranges:
+            rows = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(lm)
+                .where(lm.c.key == c.key, metric_value_condition(lm, c))
+            ).scalar_one()
+            if fewest is None or rows < fewest:
+                best, fewest = c, rows
+        runs = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t.runs)
+            .where(t.runs.c.experiment_id.in_(exp_ints))
+        ).scalar_one()
+        return best if fewest is not None and fewest < runs else None
+
+    @staticmethod
+    def _run_where(exp_ints: list[int], run_view_type: ViewType, condition: Any) -> tuple[Any, ...]:
+        return (
             t.runs.c.experiment_id.in_(exp_ints),
             t.runs.c.lifecycle_stage.in_([s.value for s in run_view_type.stages()]),
             condition,
         )
-        with self._db.read() as conn:
-            drive = self._metric_index_pays(conn, where, order_keys, offset + max_results + 1)
-            segments = run_order_segments(order_keys, drive_from_metric=drive)
-            rows = self._ordered_runs(conn, where, segments, offset, max_results + 1)
-            runs = self._load_runs(conn, [_run_info(r) for r in rows[:max_results]])
-        more = len(rows) > max_results
-        token = encode_token(offset + max_results, query_id) if more else None
-        return PagedList(runs, token)
 
     @staticmethod
     def _metric_index_pays(
@@ -906,6 +1007,11 @@ class SqlTrackingStore(SqlLoggedModels, TrackingStore):
             if len(found) >= limit:
                 break
         return found
+
+
+def _conjuncts(expr: Expr) -> tuple[Expr, ...]:
+    """The clauses that must all hold: an AND's clauses, or the expression itself."""
+    return expr.clauses if isinstance(expr, And) else (expr,)
 
 
 def _run_info(r: Sequence[Any]) -> RunInfo:

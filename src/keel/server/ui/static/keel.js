@@ -57,4 +57,14 @@
     });
     htmx.onLoad(scan);
   });
+  // <button data-copy="text">: copies its text (e.g. a keel serve command).
+  Keel.widget("[data-copy]", (el) => {
+    el.addEventListener("click", () => {
+      navigator.clipboard.writeText(el.dataset.copy).then(() => {
+        const was = el.textContent;
+        el.textContent = "Copied";
+        setTimeout(() => { el.textContent = was; }, 1200);
+      });
+    });
+  });
 })();
