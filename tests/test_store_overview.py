@@ -119,3 +119,34 @@ def test_metric_points_downsample_keeps_ends_and_extremes(store: SqlTrackingStor
         assert found[1234] == 9.0 and found[4321] == -9.0
     every = metric_points(store, run_id, "loss", max_points=10_000)
     assert len(every.points) == 5_000 and every.points[2000][2] is None
+
+
+def test_metric_points_cache_follows_new_points(
+    store: SqlTrackingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.store.sql import metric_history
+
+    monkeypatch.setattr(metric_history, "CACHE_FROM_POINTS", 10)
+    exp = store.create_experiment("cached")
+    run_id = store.create_run(exp, user_id="u", start_time=0, tags=[], run_name="c").info.run_id
+    points = [Metric("loss", float(i), i, i) for i in range(100)]
+    store.log_batch(run_id, metrics=points, params=[], tags=[])
+    first = metric_history.metric_points(store, run_id, "loss", max_points=20)
+    assert first.total_points == 100
+    assert metric_history.metric_points(store, run_id, "loss", max_points=20) is first  # cached
+    store.log_batch(run_id, metrics=[Metric("loss", -5.0, 100, 100)], params=[], tags=[])
+    after = metric_history.metric_points(store, run_id, "loss", max_points=20)
+    assert after.total_points == 101 and after.points[-1] == (100, 100, -5.0)
+
+
+def test_child_runs_across_experiments(store: SqlTrackingStore) -> None:
+    from keel.store.sql.overview import child_runs
+
+    exp, other = _sweep(store, n=3)
+    parent = store.create_run(exp, user_id="u", start_time=5, tags=[], run_name="parent").info
+    for where, start in ((exp, 9), (other, 7)):
+        tag = RunTag("mlflow.parentRunId", parent.run_id)
+        store.create_run(where, user_id="u", start_time=start, tags=[tag], run_name=f"c{start}")
+    found = child_runs(store, parent.run_id)
+    assert [(c.run_name, c.start_time) for c in found] == [("c7", 7), ("c9", 9)]
+    assert child_runs(store, "0" * 32) == []

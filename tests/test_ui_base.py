@@ -149,3 +149,18 @@ def test_json_twin_of_a_refusal(ui_store: TrackingStore) -> None:
         refused = client.get("/", params={"format": "json"}, headers={"Host": "evil.test"})
         assert refused.status_code == 403
         assert "evil.test" in refused.json()["error"]["message"]
+
+
+def test_static_files_are_gzipped_and_revalidated(ui_store: TrackingStore) -> None:
+    with ui_client(ui_store) as client:
+        plain = (STATIC / "uPlot.iife.min.js").read_bytes()
+        zipped = client.get("/static/uPlot.iife.min.js", headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.content == plain  # httpx inflates it
+        assert int(zipped.headers["content-length"]) < len(plain) / 2
+        raw = client.get("/static/uPlot.iife.min.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in raw.headers and raw.content == plain
+        again = client.get(
+            "/static/uPlot.iife.min.js", headers={"If-None-Match": raw.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.content == b""

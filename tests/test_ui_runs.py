@@ -267,3 +267,34 @@ def test_new_keys_reach_the_column_chooser(
         while "extra" not in _json(client, exp)["available"]["params"]:
             assert time.monotonic() < deadline, "the stale key list was never refreshed"
             time.sleep(0.05)
+
+
+def test_concurrent_first_requests_read_the_keys_once(
+    store: SqlTrackingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import keel.store.sql.overview as overview
+    from keel.server.ui.pages_runs import discovered_columns
+
+    exp = _runs(store, n=3)
+    calls: list[list[str]] = []
+    real = overview.run_columns
+
+    def counted(s: SqlTrackingStore, ids: list[str]) -> overview.RunColumns:
+        calls.append(ids)
+        threading.Event().wait(0.3)  # a slow read, as on 100,000 runs
+        return real(s, ids)
+
+    monkeypatch.setattr(overview, "run_columns", counted)
+    answers: list[overview.RunColumns] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(discovered_columns(store, [exp])))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [[exp]]
+    assert len(answers) == 4 and all(a.params == ("lr", "model", "seed") for a in answers)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,7 +36,7 @@ from keel.server.ui import artifact_view
 from keel.server.ui.render import query_string, respond
 from keel.store.sql import schema as t
 from keel.store.sql.metric_history import X_MODES, metric_points
-from keel.store.sql.overview import metric_summaries
+from keel.store.sql.overview import child_runs, metric_summaries
 from keel.store.sql.store import SqlTrackingStore
 
 if TYPE_CHECKING:
@@ -111,9 +112,11 @@ def run_data(ui: UI, run_id: str, *, tab: str, params: Mapping[str, str]) -> dic
     run = store.get_run(run_id)
     info = run.info
     tags = run.data.tags
+    # Min, max and counts read every point (a second for a million-point
+    # metric): only the overview shows them; the other tabs need the keys.
     summaries = (
         metric_summaries(store, [info.run_id]).get(info.run_id, {})
-        if isinstance(store, SqlTrackingStore)
+        if isinstance(store, SqlTrackingStore) and tab == "overview"
         else {}
     )
     metrics: list[dict[str, Any]] = [
@@ -126,6 +129,9 @@ def run_data(ui: UI, run_id: str, *, tab: str, params: Mapping[str, str]) -> dic
             "points": s.points,
         }
         for key, s in sorted(summaries.items())
+    ] or [
+        {"key": key, "latest": value, "latest_step": None, "min": None, "max": None, "points": None}
+        for key, value in sorted(run.data.metrics.items())
     ]
     data: dict[str, Any] = {
         "tab": tab,
@@ -188,8 +194,11 @@ def _info(ui: UI, run: Run) -> dict[str, Any]:
 
 
 def _children(ui: UI, run: Run) -> list[dict[str, Any]]:
+    store = ui.ctx.tracking
+    if isinstance(store, SqlTrackingStore):
+        return [asdict(child) for child in child_runs(store, run.info.run_id)]
     # Run ids are hex (get_run found this one), so quoting them in the filter is safe.
-    found = ui.ctx.tracking.search_runs(
+    found = store.search_runs(
         [run.info.experiment_id],
         f"tags.`{PARENT_RUN_ID_TAG}` = '{run.info.run_id}'",
         run_view_type=ViewType.ALL,

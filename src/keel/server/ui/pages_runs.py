@@ -171,23 +171,38 @@ def filter_text(view: View) -> str:
 # at start (warm_columns).
 
 _columns_cache: dict[tuple[int, tuple[str, ...]], tuple[float, RunColumns]] = {}
-_columns_refreshing: set[tuple[int, tuple[str, ...]]] = set()
+_columns_inflight: dict[tuple[int, tuple[str, ...]], threading.Event] = {}
 _columns_lock = threading.Lock()
 
 
 def discovered_columns(store: SqlTrackingStore, experiment_ids: list[str]) -> RunColumns:
-    """Every key of the experiments' runs: cached, refreshed in the background when stale."""
+    """Every key of the experiments' runs: cached, refreshed in the background when stale.
+
+    One reader per experiment at a time: a request that finds the keys being
+    read (the warm-up at server start, another request) waits for that read.
+    """
     key = (id(store), tuple(experiment_ids))
     with _columns_lock:
         hit = _columns_cache.get(key)
-        stale = hit is not None and hit[0] <= time.monotonic()
-        if stale and key not in _columns_refreshing:
-            _columns_refreshing.add(key)
-            threading.Thread(
-                target=_refresh_columns, args=(store, experiment_ids, key), daemon=True
-            ).start()
+        running = _columns_inflight.get(key)
+        if running is None and (hit is None or hit[0] <= time.monotonic()):
+            _columns_inflight[key] = threading.Event()
+            if hit is not None:  # stale: answer now, refresh behind the scenes
+                threading.Thread(
+                    target=_refresh_columns, args=(store, experiment_ids, key), daemon=True
+                ).start()
+                return hit[1]
+            mine = True
+        else:
+            mine = False
     if hit is not None:
         return hit[1]
+    if not mine and running is not None:
+        running.wait()
+        with _columns_lock:
+            done = _columns_cache.get(key)
+        if done is not None:
+            return done[1]
     return _refresh_columns(store, experiment_ids, key)
 
 
@@ -203,7 +218,9 @@ def _refresh_columns(
         return found
     finally:
         with _columns_lock:
-            _columns_refreshing.discard(key)
+            event = _columns_inflight.pop(key, None)
+        if event is not None:
+            event.set()
 
 
 def warm_columns(store: SqlTrackingStore, experiments: int = 5) -> None:

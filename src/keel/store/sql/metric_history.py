@@ -29,6 +29,9 @@ True
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +55,17 @@ class Series:
     points: list[Point]
 
 
+# Downsampling a million points reads them all (~0.3 s); a chart is fetched
+# again on every reload, Back and setting change. Answers are kept while the
+# metric's latest point is unchanged (a new point invalidates them), for at
+# most CACHE_TTL_S (a point backfilled below the latest step shows up then).
+CACHE_TTL_S = 60.0
+CACHE_ENTRIES = 64
+CACHE_FROM_POINTS = 20_000  # smaller histories are cheaper to read than to cache
+_cache: OrderedDict[tuple[Any, ...], tuple[float, Series]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 def metric_points(
     store: SqlTrackingStore,
     run_id: str,
@@ -63,8 +77,35 @@ def metric_points(
     """The points of ``key`` in ``run_id``: all of them, or at most ``max_points`` chosen.
 
     Points are ordered by step (``by_time``: by timestamp). Non-finite values
-    come back as None, so a chart shows a gap.
+    come back as None, so a chart shows a gap. Downsampled answers for long
+    histories are cached until the metric gets a new latest point.
     """
+    lm = t.latest_metrics
+    with store._db.read() as conn:
+        latest = conn.execute(
+            sa.select(lm.c.step, lm.c.timestamp, lm.c.value, lm.c.is_nan).where(
+                lm.c.run_uuid == run_id, lm.c.key == key
+            )
+        ).first()
+    cache_key = (id(store), run_id, key, max_points, by_time, tuple(latest or ()))
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(cache_key)
+        if hit is not None and hit[0] > now:
+            _cache.move_to_end(cache_key)
+            return hit[1]
+    found = _metric_points(store, run_id, key, max_points=max_points, by_time=by_time)
+    if found.total_points >= CACHE_FROM_POINTS:
+        with _cache_lock:
+            _cache[cache_key] = (now + CACHE_TTL_S, found)
+            while len(_cache) > CACHE_ENTRIES:
+                _cache.popitem(last=False)
+    return found
+
+
+def _metric_points(
+    store: SqlTrackingStore, run_id: str, key: str, *, max_points: int, by_time: bool
+) -> Series:
     max_points = max(max_points, 4)
     m = t.metrics
     where = sa.and_(m.c.run_uuid == run_id, m.c.key == key)
