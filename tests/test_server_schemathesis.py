@@ -112,6 +112,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         registry,
         artifacts_destination=str(root / "destination"),
         max_artifact_bytes=1024 * 1024,
+        allowed_hosts=IN_PROCESS_HOSTS,
     )
     fuzzed = Fuzzed(_recording(app, tracebacks), tracking, registry, seeds, tracebacks)
     fuzzed.ensure_seeds()
@@ -119,6 +120,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         yield fuzzed
     finally:
         tracking.close()
+
+
+# In-process ASGI clients send ``Host: testserver`` (or localhost).
+IN_PROCESS_HOSTS = frozenset({"testserver", "localhost"})
 
 
 def _document() -> Any:
@@ -129,7 +134,9 @@ def _document() -> Any:
     fixture's app, built per run on a real file.
     """
     store = SqlTrackingStore("sqlite:///:memory:", PROXY_ARTIFACT_ROOT)
-    app = create_app(store, artifacts_destination="unused-destination")
+    app = create_app(
+        store, artifacts_destination="unused-destination", allowed_hosts=IN_PROCESS_HOSTS
+    )
     try:
         return schemathesis.openapi.from_asgi("/openapi.json", app)
     finally:

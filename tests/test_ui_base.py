@@ -164,3 +164,23 @@ def test_static_files_are_gzipped_and_revalidated(ui_store: TrackingStore) -> No
             "/static/uPlot.iife.min.js", headers={"If-None-Match": raw.headers["etag"]}
         )
         assert again.status_code == 304 and again.content == b""
+
+
+def test_the_api_refuses_rebound_host_names_too(ui_store: TrackingStore) -> None:
+    with ui_client(ui_store) as client:
+        rebound = {"Host": "attacker.example:5000"}
+        search = client.post("/api/2.0/mlflow/experiments/search", json={}, headers=rebound)
+        assert search.status_code == 403
+        assert search.json()["error_code"] == "PERMISSION_DENIED"
+        assert "--allowed-hosts attacker.example" in search.json()["message"]
+        created = client.post(
+            "/api/2.0/mlflow/experiments/create", json={"name": "x"}, headers=rebound
+        )
+        assert created.status_code == 403
+        assert ui_store.get_experiment_by_name("x") is None  # nothing was written
+        artifacts = client.get("/api/2.0/mlflow-artifacts/artifacts", headers=rebound)
+        assert artifacts.status_code == 403
+        # Health probes and plain IP addresses (which rebinding cannot use) still work.
+        assert client.get("/health", headers=rebound).status_code == 200
+        by_ip = {"Host": "10.1.2.3:5000"}
+        assert client.post("/api/2.0/mlflow/experiments/search", json={}, headers=by_ip).is_success

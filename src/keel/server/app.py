@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keel import __version__
 from keel.errors import InvalidParameter, KeelError
 from keel.server.config import DEFAULT_MAX_ARTIFACT_BYTES
+from keel.server.ui.security import allowed_hosts_from_environment, host_allowed, refusal
 from keel.server.wire import Field, parse
 from keel.store.base import TrackingStore
 from keel.store.registry import RegistryStore
@@ -99,15 +100,39 @@ class KeelApp(FastAPI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rpc: dict[tuple[str, str], Endpoint] = {}
+        self.allowed_hosts: frozenset[str] = frozenset({"*"})
         self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="keel-rpc")
 
     async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http" and not self._host_allowed(scope):
+            await self._refuse_host(scope, receive, send)
+            return
         if scope["type"] == "http" and not scope.get("root_path"):
             endpoint = self.rpc.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await self._serve(endpoint, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def _host_allowed(self, scope: ASGIScope) -> bool:
+        if scope["path"] == "/health":  # load balancers probe by whatever name they have
+            return True
+        for name, value in scope["headers"]:
+            if name == b"host":
+                return host_allowed(value.decode("latin-1"), self.allowed_hosts)
+        return True
+
+    async def _refuse_host(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        """403 for a Host header the server does not answer (DNS rebinding): a page or JSON."""
+        from keel.server import ui
+
+        request = Request(scope, receive)
+        message = refusal(request.headers.get("host", ""))
+        if scope["path"].startswith(("/api/", "/ajax-api/")):
+            response = _error("PERMISSION_DENIED", message, 403)
+        else:  # the UI's pages, JSON twins and static files
+            response = ui.render.error_page(request, 403, message)
+        await response(scope, receive, send)
 
     async def _serve(
         self, endpoint: Endpoint, scope: ASGIScope, receive: ASGIReceive, send: ASGISend
@@ -207,8 +232,9 @@ def create_app(
     allowed_hosts: frozenset[str] | None = None,
 ) -> KeelApp:
     """A FastAPI app serving the MLflow REST API over ``tracking`` (and ``registry``),
-    and the web UI under ``/`` (answering only ``allowed_hosts``: see
-    :mod:`keel.server.ui.security`).
+    and the web UI under ``/``. It answers only the Host names in ``allowed_hosts``
+    (default: ``KEEL_ALLOWED_HOSTS``), loopback names and IP addresses, which stops
+    DNS rebinding (see :mod:`keel.server.ui.security`).
 
     With ``artifacts_destination`` (a directory) it also proxies artifacts, as
     ``mlflow server --serve-artifacts`` does. Experiments' default locations come
@@ -250,7 +276,8 @@ def create_app(
         _mount(app, ctx, endpoint)
     routes_artifacts.install(app, ctx)
     _install_error_handlers(app)
-    ui.install(app, ctx, allowed_hosts)
+    app.allowed_hosts = allowed_hosts or allowed_hosts_from_environment()
+    ui.install(app, ctx, app.allowed_hosts)
 
     @app.get("/health", include_in_schema=False)
     def health() -> Response:

@@ -1,10 +1,12 @@
 """The UI's two request checks: the Host header, and a CSRF token on every change.
 
 **Host.** A page in a victim's browser can point a name it controls at
-127.0.0.1 (DNS rebinding) and then read the UI as "same origin". Answering
-only Host names the operator expects stops that: by default the loopback
-names and the address ``keel server`` listens on; ``--allowed-hosts``
-(``KEEL_ALLOWED_HOSTS``, comma-separated, ``*`` for any) adds more.
+127.0.0.1 (DNS rebinding) and then use the server, API and UI alike, as
+"same origin". Answering only Host names the operator expects stops that: by
+default the loopback names, the address ``keel server`` listens on, and any
+IP address literal (rebinding needs a name, so ``http://10.0.0.5:5000`` keeps
+working); ``--allowed-hosts`` (``KEEL_ALLOWED_HOSTS``, comma-separated, ``*``
+for any) adds names.
 
 **CSRF.** Every state-changing UI request must be JSON and carry the
 ``X-Keel-CSRF`` header equal to the ``keel_csrf`` cookie (SameSite=Strict,
@@ -17,11 +19,14 @@ grants.
 (True, False)
 >>> host_allowed("127.0.0.1:5000", allowed), host_allowed("[::1]:5000", allowed)
 (True, True)
+>>> host_allowed("192.168.1.20:5000", allowed), host_allowed("localhost.evil.test", allowed)
+(True, False)
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import secrets
 
@@ -52,7 +57,26 @@ def allowed_hosts_from_environment() -> frozenset[str]:
 
 
 def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
-    return "*" in allowed or _bare_host(host_header) in allowed
+    """Is this Host header one the server answers? (No header: not a browser; yes.)"""
+    host = _bare_host(host_header)
+    return not host or "*" in allowed or host in allowed or _is_ip(host)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def refusal(host_header: str) -> str:
+    """What a refused request is told: the name, and the option that allows it."""
+    return (
+        f"This server does not answer to the host name {host_header!r}. If that is its name, "
+        f"restart it with --allowed-hosts {_bare_host(host_header) or 'NAME'} "
+        f"(or set {ALLOWED_HOSTS_ENV})."
+    )
 
 
 def _bare_host(value: str) -> str:
@@ -67,12 +91,7 @@ def _bare_host(value: str) -> str:
 def check_host(request: Request, allowed: frozenset[str]) -> None:
     host = request.headers.get("host", "")
     if not host_allowed(host, allowed):
-        raise Refused(
-            403,
-            f"This server does not answer to the host name {host!r}. If that is its name, "
-            f"restart it with --allowed-hosts {_bare_host(host) or 'NAME'} "
-            f"(or set {ALLOWED_HOSTS_ENV}).",
-        )
+        raise Refused(403, refusal(host))
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
