@@ -56,7 +56,11 @@
     const opts = {
       width: el.clientWidth || 400,
       height: parseInt(el.dataset.height, 10) || 220,
-      scales: { x: { time: mode === "time" }, y: { distr: log ? 3 : 1 } },
+      // A metric logged once is one x value: widen the range so its point shows.
+      scales: {
+        x: { time: mode === "time", range: (u, lo, hi) => (lo === hi ? [lo - 1, hi + 1] : [lo, hi]) },
+        y: { distr: log ? 3 : 1 },
+      },
       axes: [axis, Object.assign({ size: 60 }, axis)],
       series: [{ label: { step: "step", time: "time", relative: "seconds" }[mode] || "x" }].concat(
         series.map((s, i) => ({
@@ -64,7 +68,8 @@
           stroke: COLORS[i % COLORS.length],
           width: 1.5,
           spanGaps: true,
-          points: { show: false },
+          // Dots when there are few points (a single value draws no line).
+          points: { show: s.x.length < 60, size: 6 },
         })),
       ),
       legend: { show: true, live: series.length < 20 },
