@@ -94,3 +94,12 @@ def test_data_guide_commands_run(tmp_path: Path) -> None:
             timeout=300,
         )
         assert proc.returncode == expected, f"{line}\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_ui_guide_pictures_exist() -> None:
+    """Every screenshot in docs/ui.md is in the repository (docs/ui_screenshots.py makes them)."""
+    guide = (ROOT / "docs" / "ui.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", guide)
+    assert len(pictures) >= 7
+    for picture in pictures:
+        assert (ROOT / "docs" / picture).is_file(), picture
