@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel import formatting
 from keel.entities import DatasetInput, Experiment, FileInfo, Run
 
 JsonOutput = Annotated[
@@ -101,14 +102,7 @@ def format_number(value: float | None) -> str:
 
 
 def format_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    amount = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if amount < 1024 or unit == "GB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    raise AssertionError("unreachable")
+    return "" if size is None else formatting.size(size)
 
 
 # -- entities as JSON-ready dicts ----------------------------------------------

@@ -19,17 +19,19 @@ from keel.server.config import (
 )
 from keel.uris import redact
 
+BackendStoreUri = Annotated[
+    str | None,
+    typer.Option(
+        "--backend-store-uri",
+        help="sqlite:///path/keel.db or postgresql://user@host/db (default: the tracking "
+        "URI in effect, ./keel.db).",
+        metavar="URI",
+    ),
+]
+
 
 def server(
-    backend_store_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--backend-store-uri",
-            help="sqlite:///path/keel.db or postgresql://user@host/db (default: the tracking "
-            "URI in effect, ./keel.db).",
-            metavar="URI",
-        ),
-    ] = None,
+    backend_store_uri: BackendStoreUri = None,
     artifacts_destination: Annotated[
         str | None,
         typer.Option(
@@ -122,15 +124,7 @@ def server(
 
 
 def ui(
-    backend_store_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--backend-store-uri",
-            help="sqlite:///path/keel.db or postgresql://user@host/db (default: the tracking "
-            "URI in effect, ./keel.db).",
-            metavar="URI",
-        ),
-    ] = None,
+    backend_store_uri: BackendStoreUri = None,
     port: Annotated[int, typer.Option(help="The port to listen on.", min=0, max=65535)] = 5000,
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the UI in the default web browser.")
