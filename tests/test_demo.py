@@ -115,7 +115,8 @@ def test_demo_command_quick(tracking: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert artifact_dir.is_relative_to(db.parent / "keel-artifacts")
 
     assert best_id in out and str(db) in out
-    assert out.rstrip().splitlines()[-1].strip() == f"keel ui --backend-store-uri {db}"
+    # Under `uv run` the command reads `python3 -m uv run keel ui ...`.
+    assert out.rstrip().splitlines()[-1].endswith(f"keel ui --backend-store-uri {db}")
     assert parent.data.tags[MONITOR_STATUS_TAG] == "drift"  # the served model's report
     # The served model takes a plain array: its inputs are named by position.
     from sklearn.datasets import load_breast_cancer
