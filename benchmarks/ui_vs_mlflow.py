@@ -50,6 +50,8 @@ from typing import Any
 
 import httpx
 
+from tracking_vs_mlflow import _SQL_LAYOUT
+
 RESULTS = Path(__file__).parent / "results"
 STATIC = Path(__file__).parents[1] / "src" / "keel" / "server" / "ui" / "static"
 FILTER = "metrics.m0 > 0.9 AND params.p0 = 'rf'"
@@ -79,34 +81,8 @@ def synth(
 
 def fill(db: Path, system: str, exp_id: int, n: int, art: str) -> float:
     """Insert the runs with each system's column layout (checked against the live schema)."""
-    runs_cols = {
-        "keel": (
-            "run_uuid",
-            "experiment_id",
-            "name",
-            "user_id",
-            "status",
-            "start_time",
-            "end_time",
-            "artifact_uri",
-            "lifecycle_stage",
-        ),
-        "mlflow": (
-            "run_uuid",
-            "experiment_id",
-            "name",
-            "user_id",
-            "status",
-            "start_time",
-            "end_time",
-            "artifact_uri",
-            "lifecycle_stage",
-            "source_type",
-            "source_name",
-            "entry_point_name",
-            "source_version",
-        ),
-    }[system]
+    # The runs columns each system's own writes fill, from the tracking benchmark's layout.
+    runs_cols = tuple(c for c in _SQL_LAYOUT[system]["runs"] if c != "deleted_time")
     con = sqlite3.connect(db, isolation_level=None)
     t0 = time.perf_counter()
     try:

@@ -132,12 +132,9 @@ def install(app: FastAPI, ctx: ServerContext, allowed_hosts: frozenset[str] | No
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-def _install_static(app: FastAPI) -> None:
-    """Serve the static files from memory, gzipped for browsers that take it.
-
-    A fixed set of names read at start: nothing else on disk is reachable,
-    and no request waits on a file read.
-    """
+@functools.cache
+def _static_files() -> dict[str, tuple[bytes, bytes, str, str]]:
+    """Each static file: body, gzipped body, media type, ETag (read once per process)."""
     import gzip
     import hashlib
 
@@ -147,6 +144,16 @@ def _install_static(app: FastAPI) -> None:
             body = path.read_bytes()
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
             files[path.name] = (body, gzip.compress(body, 9), _STATIC_TYPES[path.suffix], etag)
+    return files
+
+
+def _install_static(app: FastAPI) -> None:
+    """Serve the static files from memory, gzipped for browsers that take it.
+
+    A fixed set of names read at start: nothing else on disk is reachable,
+    and no request waits on a file read.
+    """
+    files = _static_files()
 
     def static(request: Request, name: str) -> Response:
         found = files.get(name)
